@@ -10,9 +10,24 @@
 //!   wdk-sys/wdk/wdk-alloc/wdk-panic filling the glue roles.
 #![cfg_attr(feature = "kernel", no_std)]
 #![cfg_attr(not(test), deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::multiple_unsafe_ops_per_block,
+        clippy::cast_possible_truncation,
+        reason = "unit tests poke at prepared memory and small counts"
+    )
+)]
 
+pub mod config;
+pub mod dbgprint;
+pub mod etw;
+pub mod filter;
 pub mod names;
+pub mod pool;
 pub mod shmem;
+pub mod stats;
+pub mod sync;
 pub mod sys;
 
 #[cfg(not(feature = "kernel"))]

@@ -161,14 +161,16 @@ pub enum AnomalyKind {
     NullHandle = 2,
     /// A segment with `SharedMemoryLength == 0`.
     ZeroLength = 3,
-    /// A segment pointer that is not 8-byte aligned (garbage: the walk stops before reading it).
-    Misaligned = 4,
+    /// A segment pointer that cannot be a segment: misaligned, or below [`ADDRESS_FLOOR`]
+    /// (NULL-page or, in kernel builds, user-space/non-canonical). The walk stops without
+    /// reading it.
+    BadPointer = 4,
 }
 
 impl AnomalyKind {
     /// Every kind, in counter order.
     pub const ALL: [Self; ANOMALY_KINDS] =
-        [Self::Overlong, Self::OffsetOverflow, Self::NullHandle, Self::ZeroLength, Self::Misaligned];
+        [Self::Overlong, Self::OffsetOverflow, Self::NullHandle, Self::ZeroLength, Self::BadPointer];
 
     /// The name used in statistics, ETW and JSON (`snake_case`).
     #[must_use]
@@ -178,7 +180,7 @@ impl AnomalyKind {
             Self::OffsetOverflow => "offset_overflow",
             Self::NullHandle => "null_handle",
             Self::ZeroLength => "zero_length",
-            Self::Misaligned => "misaligned",
+            Self::BadPointer => "bad_pointer",
         }
     }
 
@@ -194,6 +196,16 @@ impl AnomalyKind {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
 }
+
+/// Lowest address a segment may live at. Kernel builds: the start of the upper (system) half
+/// of the address space on x64 and ARM64, so a user-mode or non-canonical pointer (which would
+/// fault at DISPATCH_LEVEL) is reported instead of dereferenced. Host builds: above the NULL
+/// page.
+#[cfg(feature = "kernel")]
+pub const ADDRESS_FLOOR: usize = 0xFFFF_8000_0000_0000;
+/// Lowest address a segment may live at (host build: above the NULL page).
+#[cfg(not(feature = "kernel"))]
+pub const ADDRESS_FLOOR: usize = 0x1000;
 
 /// Number of [`AnomalyKind`]s.
 pub const ANOMALY_KINDS: usize = 5;
@@ -274,8 +286,9 @@ impl Segment {
 ///
 /// Yields at most `bound` segments. Afterwards, [`anomalies`](Self::anomalies) tells what was
 /// wrong with the chain: a chain with more than `bound` links (including any cycle) is
-/// [`AnomalyKind::Overlong`]; a misaligned link stops the walk and is
-/// [`AnomalyKind::Misaligned`]; segment defects are flagged as they are yielded.
+/// [`AnomalyKind::Overlong`]; a link that cannot be a segment (misaligned, or below
+/// [`ADDRESS_FLOOR`]) stops the walk and is [`AnomalyKind::BadPointer`]; segment defects are
+/// flagged as they are yielded.
 #[derive(Debug)]
 pub struct SegmentWalker {
     next: *const NET_BUFFER_SHARED_MEMORY,
@@ -289,10 +302,10 @@ impl SegmentWalker {
     ///
     /// # Safety
     /// Every pointer reachable from `first` by following `NextSharedMemorySegment` at most
-    /// `bound` times that is non-NULL and 8-byte aligned must point to memory readable as a
-    /// `NET_BUFFER_SHARED_MEMORY` for the life of the walker. Nothing else is assumed: NULL ends
-    /// the walk, a misaligned pointer is reported and never read, and no link past the bound is
-    /// ever read.
+    /// `bound` times that is non-NULL, 8-byte aligned and at or above [`ADDRESS_FLOOR`] must
+    /// point to memory readable as a `NET_BUFFER_SHARED_MEMORY` for the life of the walker.
+    /// Nothing else is assumed: NULL ends the walk, any other pointer is reported and never
+    /// read, and no link past the bound is ever read.
     #[must_use]
     #[inline]
     pub unsafe fn new(first: *const NET_BUFFER_SHARED_MEMORY, bound: u32) -> Self {
@@ -344,8 +357,8 @@ impl Iterator for SegmentWalker {
             self.next = core::ptr::null();
             return None;
         }
-        if !shi.addr().is_multiple_of(align_of::<NET_BUFFER_SHARED_MEMORY>()) {
-            self.anomalies.insert(AnomalyKind::Misaligned);
+        if !shi.addr().is_multiple_of(align_of::<NET_BUFFER_SHARED_MEMORY>()) || shi.addr() < ADDRESS_FLOOR {
+            self.anomalies.insert(AnomalyKind::BadPointer);
             self.next = core::ptr::null();
             return None;
         }
@@ -493,7 +506,17 @@ mod tests {
         // SAFETY: `a` lives here; the misaligned link must never be dereferenced.
         let s = unsafe { walk_chain(&raw const a, 64, |_| {}) };
         assert_eq!(s.segments, 1);
-        assert!(s.anomalies.contains(AnomalyKind::Misaligned));
+        assert!(s.anomalies.contains(AnomalyKind::BadPointer));
+    }
+
+    #[test]
+    fn null_page_link_is_not_read() {
+        let mut a = seg(0x1000, 0, 10);
+        a.NextSharedMemorySegment = ptr::without_provenance_mut(0x10);
+        // SAFETY: `a` lives here; the low link must never be dereferenced.
+        let s = unsafe { walk_chain(&raw const a, 64, |_| {}) };
+        assert_eq!(s.segments, 1);
+        assert!(s.anomalies.contains(AnomalyKind::BadPointer));
     }
 
     #[test]

@@ -88,7 +88,7 @@ fn reference(specs: &[NodeSpec], start: Option<usize>, bound: u32) -> (Vec<Segme
                 break;
             }
             Link::Misaligned => {
-                anomalies.insert(AnomalyKind::Misaligned);
+                anomalies.insert(AnomalyKind::BadPointer);
                 break;
             }
             Link::Node(i) => {

@@ -16,7 +16,8 @@ use core::ffi::c_void;
 
 use super::types::{
     DRIVER_OBJECT, KIRQL, KSPIN_LOCK, NDIS_FILTER_ATTRIBUTES, NDIS_FILTER_DRIVER_CHARACTERISTICS,
-    NDIS_HANDLE, NDIS_PORT_NUMBER, NDIS_STATUS, PNDIS_HANDLE, PNET_BUFFER_LIST, POOL_FLAGS, PROCESSOR_NUMBER,
+    NDIS_HANDLE, NDIS_PORT_NUMBER, NDIS_STATUS, NDIS_TIMER_CHARACTERISTICS, PNDIS_HANDLE, PNET_BUFFER_LIST,
+    POOL_FLAGS, PROCESSOR_NUMBER,
 };
 
 /// Declares one import module: an `extern "system"` block (linked to `$lib` in kernel builds)
@@ -87,6 +88,25 @@ kernel_imports! {
         fn NdisFPauseComplete(NdisFilterHandle: NDIS_HANDLE);
         /// Passes a status indication up (<= DISPATCH).
         fn NdisFIndicateStatus(NdisFilterHandle: NDIS_HANDLE, StatusIndication: *mut c_void);
+        /// Allocates a timer object (<= DISPATCH).
+        fn NdisAllocateTimerObject(
+            NdisHandle: NDIS_HANDLE,
+            TimerCharacteristics: *mut NDIS_TIMER_CHARACTERISTICS,
+            pTimerObject: PNDIS_HANDLE,
+        ) -> NDIS_STATUS;
+        /// Arms a timer: `DueTime` < 0 is relative, in 100 ns units; a non-zero period repeats.
+        /// Returns TRUE if it was already queued (<= DISPATCH).
+        fn NdisSetTimerObject(
+            TimerObject: NDIS_HANDLE,
+            DueTime: i64,
+            MillisecondsPeriod: i32,
+            FunctionContext: *mut c_void,
+        ) -> u8;
+        /// Disarms a timer; for a periodic timer it must be called at PASSIVE and it waits for
+        /// queued callbacks. Returns TRUE if the timer was queued.
+        fn NdisCancelTimerObject(TimerObject: NDIS_HANDLE) -> u8;
+        /// Frees a timer object (cancelled and drained first).
+        fn NdisFreeTimerObject(TimerObject: NDIS_HANDLE);
     }
 }
 
@@ -122,6 +142,8 @@ kernel_imports! {
         fn KeAcquireSpinLockRaiseToDpc(SpinLock: *mut KSPIN_LOCK) -> KIRQL;
         /// Releases a spin lock and lowers to `NewIrql`.
         fn KeReleaseSpinLock(SpinLock: *mut KSPIN_LOCK, NewIrql: KIRQL);
+        /// Waits until every DPC queued before the call has run (PASSIVE).
+        fn KeFlushQueuedDpcs();
     }
 }
 

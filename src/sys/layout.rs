@@ -269,3 +269,14 @@ offsets!(DRIVER_OBJECT {
     MajorFunction: 0x70,
 });
 const _: () = assert!(size_of::<DRIVER_OBJECT>() == 0x150);
+
+// --- NDIS_TIMER_CHARACTERISTICS (D-DDI ns-ndis-_ndis_timer_characteristics; size per the
+// NDIS_SIZEOF_TIMER_CHARACTERISTICS_REVISION_1 macro = through FunctionContext) ------------------
+offsets!(NDIS_TIMER_CHARACTERISTICS {
+    Header: 0x00,
+    AllocationTag: 0x04,
+    TimerFunction: 0x08,
+    FunctionContext: 0x10
+});
+const _: () =
+    assert!(size_of::<NDIS_TIMER_CHARACTERISTICS>() == NDIS_SIZEOF_TIMER_CHARACTERISTICS_REVISION_1 as usize);

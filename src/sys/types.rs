@@ -599,3 +599,25 @@ pub struct NDIS_DEVICE_OBJECT_ATTRIBUTES {
     /// Reserved, NULL.
     pub DeviceClassGuid: *const GUID,
 }
+
+/// `NDIS_TIMER_FUNCTION` (called at DISPATCH_LEVEL).
+pub type NDIS_TIMER_FUNCTION = unsafe extern "system" fn(
+    SystemSpecific1: *mut c_void,
+    FunctionContext: *mut c_void,
+    SystemSpecific2: *mut c_void,
+    SystemSpecific3: *mut c_void,
+);
+
+/// `NDIS_TIMER_CHARACTERISTICS`, passed to `NdisAllocateTimerObject`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct NDIS_TIMER_CHARACTERISTICS {
+    /// Type 0x97, revision 1, size 0x18.
+    pub Header: NDIS_OBJECT_HEADER,
+    /// Pool tag NDIS uses for the timer object (mandatory).
+    pub AllocationTag: u32,
+    /// The timer callback.
+    pub TimerFunction: Option<NDIS_TIMER_FUNCTION>,
+    /// Default context passed to the callback.
+    pub FunctionContext: *mut c_void,
+}
