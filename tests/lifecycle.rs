@@ -85,10 +85,11 @@ fn registration_carries_the_inf_names_and_a_consistent_header() {
     assert!(c.StatusHandler.is_some());
 }
 
+type Mutation = Box<dyn Fn(&mut NDIS_FILTER_DRIVER_CHARACTERISTICS)>;
+
 #[test]
 fn the_model_rejects_bad_characteristics() {
     let m = Model::new(ModelOptions::default());
-    type Mutation = Box<dyn Fn(&mut NDIS_FILTER_DRIVER_CHARACTERISTICS)>;
     let cases: Vec<(&str, Mutation, NDIS_STATUS)> = vec![
         ("wrong type", Box::new(|c| c.Header.Type = 0x80), NDIS_STATUS_BAD_CHARACTERISTICS),
         ("rev 2 with rev 1 size", Box::new(|c| c.Header.Size = 0xC8), NDIS_STATUS_BAD_CHARACTERISTICS),
