@@ -71,7 +71,9 @@ if (-not $SkipSigningCheck) {
     Write-NbshmStep 'TESTSIGNING'
     if (-not (Test-NbshmTestSigning)) {
         Stop-NbshmWithError 'TESTSIGNING is not on for the current boot entry; a test-signed nbshm.sys will not load.' `
-            'Run .\Enable-TestSigning.ps1 -PackageDir <package> and restart (or pass -SkipSigningCheck for a production-signed package).'
+            ('Run .\Enable-TestSigning.ps1 -PackageDir <package> and restart. This check reads the English ' +
+             'output of bcdedit /enum ''{current}''; on a localized Windows, or for a production-signed package, ' +
+             'check it yourself and pass -SkipSigningCheck.')
     }
     Write-Host '  testsigning is on.'
 }

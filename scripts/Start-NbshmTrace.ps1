@@ -7,9 +7,9 @@
       WPR      wpr -start <repo>\etw\nbshm.wprp!Nbshm.<Detail> -filemode
                (in-box on Windows 10 and later; the profile enables the provider by GUID with
                NonPagedMemory="true", as Microsoft asks for kernel-mode providers)
-      Tracelog tracelog -start NbshmTrace -f <etl> -guid #<GUID> -level <n> -matchanykw <mask>
+      Tracelog tracelog -start NbshmTrace -f <etl> -guid '#<GUID>' -level <n> -matchanykw <mask>
                (WDK tool: pass -TracelogPath or put tracelog.exe on PATH)
-      Logman   logman start NbshmTrace -p {<GUID>} <mask> <level> -o <etl> -ets  (in-box)
+      Logman   logman start NbshmTrace -p '{<GUID>}' <mask> <level> -o <etl> -ets  (in-box)
     Detail Verbose = level 5, every keyword; Light = level 4 with the Lifecycle (0x1), Usage (0x2)
     and Anomaly (0x8) keywords, i.e. no per-segment or per-NET_BUFFER events.
 
@@ -121,8 +121,10 @@ switch ($Tool) {
     }
 }
 
+$toolExe = switch ($Tool) { 'Wpr' { $wpr } 'Tracelog' { $tracelog } 'Logman' { $logman } }
 $state = [ordered]@{
     Tool    = $Tool
+    ToolExe = $toolExe
     Detail  = $Detail
     Session = $session
     EtlPath = $etl

@@ -38,7 +38,8 @@ if (-not (Test-Path -LiteralPath $NbshmTraceStateFile)) {
 }
 $state = Get-Content -LiteralPath $NbshmTraceStateFile -Raw | ConvertFrom-Json
 if (-not $EtlPath) { $EtlPath = $state.EtlPath }
-$EtlPath = [IO.Path]::GetFullPath($EtlPath)
+# Resolved against the PowerShell location (not the process directory, which may differ).
+$EtlPath = $ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($EtlPath)
 New-Item -ItemType Directory -Force -Path (Split-Path -Parent $EtlPath) | Out-Null
 
 Write-NbshmStep "Stop trace ($($state.Tool), $($state.Detail), started $($state.Started))"
@@ -55,7 +56,9 @@ switch ($state.Tool) {
         }
     }
     'Tracelog' {
-        $tracelog = Find-NbshmTool -Names @('tracelog.exe')
+        # The tracelog.exe that started the session (it may not be on PATH).
+        $tracelog = $state.ToolExe
+        if (-not $tracelog -or -not (Test-Path -LiteralPath $tracelog)) { $tracelog = Find-NbshmTool -Names @('tracelog.exe') }
         if (-not $tracelog) {
             Stop-NbshmWithError 'tracelog.exe not found on PATH.' `
                 "Put the WDK's bin\<version>\x64 on PATH, or run: tracelog -stop $($state.Session)"
@@ -73,7 +76,7 @@ switch ($state.Tool) {
 Remove-Item -LiteralPath $NbshmTraceStateFile -Force
 
 if ($state.Tool -ne 'Wpr' -and -not $Cancel) {
-    $recorded = [IO.Path]::GetFullPath($state.EtlPath)
+    $recorded = $state.EtlPath
     if ($recorded -ne $EtlPath -and (Test-Path -LiteralPath $recorded)) {
         Move-Item -LiteralPath $recorded -Destination $EtlPath -Force
     }

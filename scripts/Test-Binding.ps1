@@ -102,7 +102,7 @@ if ($state.State -ne 'Running') {
         $codeIntegrity | ForEach-Object { Write-Host "    [$($_.Id)] $($_.TimeCreated) $($_.Message)" }
     }
     Stop-NbshmWithError "the $($NbshmNames.ServiceName) driver is not running (state $($state.State))." `
-        ('Usual causes: TESTSIGNING off or Secure Boot on (bcdedit /enum {current}), the certificate not ' +
+        ('Usual causes: TESTSIGNING off or Secure Boot on (bcdedit /enum ''{current}''), the certificate not ' +
          'trusted, memory integrity (HVCI) rejecting the image, or DriverEntry failing. See the ' +
          'troubleshooting section of docs/runbook.md.')
 }

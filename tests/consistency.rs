@@ -733,6 +733,15 @@ fn runbook_workflow_and_readme_say_what_they_must() {
         &read(".github/workflows/windows.yml"),
         &workflow.iter().map(String::as_str).collect::<Vec<_>>(),
     ));
+    // Typed into PowerShell, `#...` starts a comment and `{...}` is a script block: both must be
+    // quoted in commands the reader copies.
+    for bad in ["-guid #", "/enum {current}", "-p {"] {
+        for file in ["docs/runbook.md", "README.md"] {
+            if read(file).contains(bad) {
+                problems.push(format!("{file}: unquoted `{bad}` (PowerShell would mangle it)"));
+            }
+        }
+    }
     problems.extend(check_mentions(
         "README.md",
         &read("README.md"),
