@@ -32,12 +32,8 @@ const TEST_CERT_NAME: &str = "WDRLocalTestCert.cer";
 /// The control-device CLI.
 const CTL_NAME: &str = "nbshmctl.exe";
 
-// ETW keywords (design.md; src/etw.rs will define them, and these should then come from there).
-const KW_LIFECYCLE: u64 = 0x1;
-const KW_USAGE: u64 = 0x2;
-const KW_SEGMENT: u64 = 0x4;
-const KW_ANOMALY: u64 = 0x8;
-const KW_NET_BUFFER: u64 = 0x10;
+// ETW keywords, from the driver's own event table (src/etw.rs).
+use nbshm::etw::{KW_ANOMALY, KW_LIFECYCLE, KW_NETBUFFER as KW_NET_BUFFER, KW_SEGMENT, KW_USAGE};
 const KW_ALL_OURS: u64 = KW_LIFECYCLE | KW_USAGE | KW_SEGMENT | KW_ANOMALY | KW_NET_BUFFER;
 /// The Light profile: periodic usage, lifecycle and anomalies, no per-segment/per-NB events.
 const KW_LIGHT: u64 = KW_LIFECYCLE | KW_USAGE | KW_ANOMALY;
