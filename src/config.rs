@@ -22,6 +22,8 @@ pub enum Keyword {
     HandleTableSize = 3,
     /// 1: emit per-segment verbose events when a session asks for them; 0: never.
     VerboseSegments = 4,
+    /// 1: walk `SharedMemoryInfo` on receives that carry the VALID flag; 0: count only.
+    ReceivePathWalk = 5,
 }
 
 /// Static description of a keyword.
@@ -44,7 +46,7 @@ pub struct KeywordInfo {
 }
 
 /// Every keyword, in [`Keyword`] order.
-pub const KEYWORDS: [KeywordInfo; 5] = [
+pub const KEYWORDS: [KeywordInfo; 6] = [
     KeywordInfo {
         keyword: Keyword::MaxSegmentsPerNetBuffer,
         name: "MaxSegmentsPerNetBuffer",
@@ -90,16 +92,26 @@ pub const KEYWORDS: [KeywordInfo; 5] = [
         runtime: true,
         description: "allow per-segment verbose events when a session enables them",
     },
+    KeywordInfo {
+        keyword: Keyword::ReceivePathWalk,
+        name: "ReceivePathWalk",
+        default: 1,
+        min: 0,
+        max: 1,
+        runtime: true,
+        description: "walk SharedMemoryInfo on receives flagged SHARED_MEMORY_INFO_VALID (0: count only)",
+    },
 ];
 
 impl Keyword {
     /// Every keyword.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::MaxSegmentsPerNetBuffer,
         Self::SendPathWalk,
         Self::UsageIntervalMs,
         Self::HandleTableSize,
         Self::VerboseSegments,
+        Self::ReceivePathWalk,
     ];
 
     /// Its static description.
@@ -111,6 +123,7 @@ impl Keyword {
             Self::UsageIntervalMs => &KEYWORDS[2],
             Self::HandleTableSize => &KEYWORDS[3],
             Self::VerboseSegments => &KEYWORDS[4],
+            Self::ReceivePathWalk => &KEYWORDS[5],
         }
     }
 
@@ -148,7 +161,7 @@ impl Keyword {
 /// The live configuration (one per driver).
 #[derive(Debug)]
 pub struct Config {
-    values: [AtomicU32; 5],
+    values: [AtomicU32; 6],
 }
 
 impl Config {
@@ -162,6 +175,7 @@ impl Config {
                 AtomicU32::new(KEYWORDS[2].default),
                 AtomicU32::new(KEYWORDS[3].default),
                 AtomicU32::new(KEYWORDS[4].default),
+                AtomicU32::new(KEYWORDS[5].default),
             ],
         }
     }
@@ -173,6 +187,7 @@ impl Config {
             Keyword::UsageIntervalMs => &self.values[2],
             Keyword::HandleTableSize => &self.values[3],
             Keyword::VerboseSegments => &self.values[4],
+            Keyword::ReceivePathWalk => &self.values[5],
         }
     }
 
@@ -224,6 +239,13 @@ impl Config {
         self.get(Keyword::SendPathWalk) != 0
     }
 
+    /// `ReceivePathWalk`.
+    #[must_use]
+    #[inline]
+    pub fn receive_path_walk(&self) -> bool {
+        self.get(Keyword::ReceivePathWalk) != 0
+    }
+
     /// `VerboseSegments`.
     #[must_use]
     #[inline]
@@ -254,7 +276,7 @@ mod tests {
             assert_eq!(Keyword::from_name(&k.info().name.to_lowercase()), Some(k));
             assert_eq!(Keyword::from_id(i as u32), Some(k));
         }
-        assert_eq!(Keyword::from_id(5), None);
+        assert_eq!(Keyword::from_id(6), None);
     }
 
     #[test]

@@ -303,7 +303,7 @@ pub(crate) unsafe extern "system" fn filter_receive_net_buffer_lists(
         // With RESOURCES set, NDIS takes the NBLs back when we return: drop them by returning.
         return;
     }
-    let walk = receive_flags & NDIS_RECEIVE_FLAGS_SHARED_MEMORY_INFO_VALID != 0;
+    let walk = receive_flags & NDIS_RECEIVE_FLAGS_SHARED_MEMORY_INFO_VALID != 0 && CONFIG.receive_path_walk();
     // SAFETY: the chain is ours until the indication; the flag says SharedMemoryInfo is valid.
     let n = unsafe { account(m, Direction::Receive, nbls, walk) };
     if !resources {

@@ -418,7 +418,9 @@ impl Miniport {
         let walk = match dir {
             Direction::Send => CONFIG.send_path_walk(),
             Direction::Receive => {
-                m.track.flags_in.load(Ordering::Relaxed) & NDIS_RECEIVE_FLAGS_SHARED_MEMORY_INFO_VALID != 0
+                CONFIG.receive_path_walk()
+                    && m.track.flags_in.load(Ordering::Relaxed) & NDIS_RECEIVE_FLAGS_SHARED_MEMORY_INFO_VALID
+                        != 0
             }
         };
         let bound = CONFIG.max_segments();

@@ -392,7 +392,8 @@ pub fn run(model: &Model, spec: &TrafficSpec, cpus: u32) -> RunReport {
     }
     // Defects can only be counted where the driver walks: receives (with the VALID flag), or
     // sends with SendPathWalk on. With neither, none are injected (the report says 0).
-    let walkable = spec.receive || (spec.send && crate::config::CONFIG.send_path_walk());
+    let walkable = (spec.receive && crate::config::CONFIG.receive_path_walk())
+        || (spec.send && crate::config::CONFIG.send_path_walk());
     let inject = if walkable && !quotas.is_empty() { spec.inject.clone() } else { Vec::new() };
     let injector = Injector { left: Mutex::new(inject), landed: Default::default() };
     let stop = AtomicBool::new(false);
@@ -406,25 +407,8 @@ pub fn run(model: &Model, spec: &TrafficSpec, cpus: u32) -> RunReport {
         }
         // Pause/restart churn on a PASSIVE thread, spread over the run.
         if spec.churn > 0 && !miniports.is_empty() {
-            let (quotas, churned, stop, miniports) = (&quotas, &churned, &stop, &miniports);
-            s.spawn(move || {
-                kernel::set_current_cpu(0);
-                for i in 0..spec.churn {
-                    // Spread the cycles over the run: wait until the next share of traffic passed
-                    // (or the traffic is done: the remaining cycles then run back to back).
-                    let target = total - total * u64::from(i + 1) / u64::from(spec.churn + 1);
-                    while !stop.load(Ordering::Relaxed)
-                        && quotas.iter().map(|q| q.left.load(Ordering::Relaxed)).sum::<u64>() > target
-                    {
-                        std::thread::sleep(Duration::from_micros(100));
-                    }
-                    let idx = i as usize % miniports.len();
-                    model.pause(idx);
-                    std::thread::sleep(Duration::from_micros(100));
-                    model.restart(idx);
-                    churned.fetch_add(1, Ordering::Relaxed);
-                }
-            });
+            let (quotas, churned, stop, n) = (&quotas, &churned, &stop, miniports.len());
+            s.spawn(move || churn_thread(model, spec.churn, quotas, total, n, stop, churned));
         }
         // The usage timer, at DISPATCH, as the system would fire it.
         let stop_ref = &stop;
@@ -484,6 +468,33 @@ pub fn run(model: &Model, spec: &TrafficSpec, cpus: u32) -> RunReport {
     r
 }
 
+fn churn_thread(
+    model: &Model,
+    cycles: u32,
+    quotas: &[Quota],
+    total: u64,
+    miniports: usize,
+    stop: &AtomicBool,
+    churned: &AtomicU64,
+) {
+    kernel::set_current_cpu(0);
+    for i in 0..cycles {
+        // Spread the cycles over the run: wait until the next share of traffic passed (or the
+        // traffic is done: the remaining cycles then run back to back).
+        let target = total - total * u64::from(i + 1) / u64::from(cycles + 1);
+        while !stop.load(Ordering::Relaxed)
+            && quotas.iter().map(|q| q.left.load(Ordering::Relaxed)).sum::<u64>() > target
+        {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        let idx = i as usize % miniports;
+        model.pause(idx);
+        std::thread::sleep(Duration::from_micros(100));
+        model.restart(idx);
+        churned.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 fn cpu_thread(model: &Model, spec: &TrafficSpec, quotas: &[Quota], injector: &Injector, cpu: u32) {
     kernel::set_current_cpu(cpu);
     let mut rng = Rng::new(spec.seed ^ (u64::from(cpu) << 32) ^ 0xC9);
@@ -515,7 +526,7 @@ fn cpu_thread(model: &Model, spec: &TrafficSpec, quotas: &[Quota], injector: &In
         let dispatch = rng.chance(spec.dispatch_fraction);
         let walks = match q.dir {
             Direction::Send => crate::config::CONFIG.send_path_walk(),
-            Direction::Receive => true,
+            Direction::Receive => crate::config::CONFIG.receive_path_walk(),
         };
         let vmq = q.dir == Direction::Send || injection_only || rng.chance(spec.shared_fraction);
         let bound = crate::config::CONFIG.max_segments();
