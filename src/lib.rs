@@ -24,6 +24,8 @@ pub mod dbgprint;
 pub mod etw;
 pub mod filter;
 pub mod names;
+#[cfg(feature = "kernel")]
+pub mod platform;
 pub mod pool;
 pub mod shmem;
 pub mod stats;
