@@ -28,7 +28,9 @@ fn table_after(text: &str, heading: &str) -> Vec<Vec<String>> {
 /// bytes, with the version nibble set to 5, read as a little-endian GUID.
 fn name_hash_guid(name: &str) -> String {
     let mut h = Sha1::new();
-    h.update([0x48, 0x2C, 0x2D, 0xB2, 0xC3, 0x90, 0x47, 0xC8, 0x87, 0xF8, 0x1A, 0x15, 0xBF, 0xC1, 0x30, 0xFB]);
+    h.update([
+        0x48, 0x2C, 0x2D, 0xB2, 0xC3, 0x90, 0x47, 0xC8, 0x87, 0xF8, 0x1A, 0x15, 0xBF, 0xC1, 0x30, 0xFB,
+    ]);
     for unit in name.to_uppercase().encode_utf16() {
         h.update(unit.to_be_bytes());
     }
@@ -62,8 +64,10 @@ fn provider_guid_is_the_name_hash_and_documented() {
 #[test]
 fn keywords_table_matches_code() {
     let rows = table_after(&doc(), "## Keywords");
-    let got: Vec<(u64, String)> =
-        rows.iter().map(|r| (u64::from_str_radix(r[0].trim_start_matches("0x"), 16).unwrap(), r[1].clone())).collect();
+    let got: Vec<(u64, String)> = rows
+        .iter()
+        .map(|r| (u64::from_str_radix(r[0].trim_start_matches("0x"), 16).unwrap(), r[1].clone()))
+        .collect();
     let want: Vec<(u64, String)> = KEYWORDS.iter().map(|(v, n)| (*v, (*n).to_owned())).collect();
     assert_eq!(got, want);
     // Every event listed under its keyword.
@@ -100,7 +104,8 @@ fn every_event_is_documented_with_its_level_keywords_and_fields() {
         assert_eq!(meta, want_meta, "{}", e.name);
         let rows = table_after(&text, &heading);
         let fields: Vec<(String, String)> = rows.iter().map(|r| (r[0].clone(), r[1].clone())).collect();
-        let want: Vec<(String, String)> = e.fields.iter().map(|(n, t)| ((*n).to_owned(), (*t).to_owned())).collect();
+        let want: Vec<(String, String)> =
+            e.fields.iter().map(|(n, t)| ((*n).to_owned(), (*t).to_owned())).collect();
         assert_eq!(fields, want, "{}: fields and types", e.name);
         assert!(rows.iter().all(|r| r.len() == 3 && !r[2].is_empty()), "{}: every field explained", e.name);
     }
