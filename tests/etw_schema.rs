@@ -45,7 +45,11 @@ fn name_hash_guid(name: &str) -> String {
         u16::from_le_bytes([b[6], b[7]]),
         b[8],
         b[9],
-        b[10..].iter().map(|x| format!("{x:02x}")).collect::<String>()
+        b[10..].iter().fold(String::new(), |mut s, x| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{x:02x}");
+            s
+        })
     )
 }
 
