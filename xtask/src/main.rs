@@ -22,8 +22,9 @@ use std::process::ExitCode;
 use arch::Arch;
 
 const USAGE: &str = "usage:
-  cargo xtask sys [--arch x64|arm64]
+  cargo xtask sys [--arch x64|arm64] [--install-toolchain]
       cross-build nbshm.sys with Debian's toolchain; prints the .sys path last on stdout
+      (--install-toolchain: when the toolchain is missing, install it with apt-get first; root)
   cargo xtask check-sys [--arch x64|arm64] [PATH]
       check a built .sys (default: the package of --arch, x64 if not given)";
 
@@ -72,7 +73,12 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     };
     match command.as_str() {
         "sys" => {
-            let (arch, path) = parse_options(rest)?;
+            let install = rest.iter().any(|a| a == "--install-toolchain");
+            let rest: Vec<String> = rest.iter().filter(|a| *a != "--install-toolchain").cloned().collect();
+            let (arch, path) = parse_options(&rest)?;
+            if install && toolchain::require().is_err() {
+                toolchain::install()?;
+            }
             if path.is_some() {
                 return Err(format!("`sys` takes no path\n{USAGE}"));
             }

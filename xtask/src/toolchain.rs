@@ -66,6 +66,23 @@ pub fn require() -> Result<Toolchain, String> {
     }
 }
 
+/// Installs the toolchain with apt-get (as root), for `cargo xtask sys --install-toolchain`.
+pub fn install() -> Result<(), String> {
+    eprintln!("installing the Debian toolchain: {INSTALL_COMMAND}");
+    let status = std::process::Command::new("sh")
+        .args(["-c", INSTALL_COMMAND])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map_err(|e| format!("could not run apt-get: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{INSTALL_COMMAND}` failed ({status}); it needs root on Debian 12 with its repositories"
+        ))
+    }
+}
+
 /// The first `name` on PATH that is a file.
 fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
