@@ -2,10 +2,16 @@
 //!
 //! Hot-path rules: no allocation (both tables are allocated at attach, at PASSIVE), no lock, no
 //! panic. The data path accumulates a whole callback's worth of counts in a [`BatchCounts`] on
-//! its stack and flushes them with one relaxed atomic add per counter into the current CPU's
-//! slot (cache-line aligned, so CPUs do not share lines). Atomics rather than plain stores
-//! because a send can arrive at PASSIVE and the thread may migrate or be preempted by another
-//! thread on the same CPU mid-update; the per-CPU split keeps those atomics uncontended.
+//! its stack and flushes them once per callback:
+//! * a callback whose flags say it runs at DISPATCH_LEVEL cannot be preempted or migrate, so it
+//!   owns its CPU's slot (cache-line aligned, so CPUs do not share lines) and updates it with plain
+//!   relaxed loads and stores, no locked instruction;
+//! * a callback at PASSIVE may migrate or be preempted mid-update, so it adds into one shared
+//!   slot with atomic read-modify-writes instead (it never touches a per-CPU slot, so the two
+//!   kinds of update never race on one counter).
+//!
+//! Handle usage goes through a per-callback cache of the last few handles ([`HandleRuns`]), so
+//! the shared handle table sees one update per handle per callback, not one per segment.
 //!
 //! Readers (IOCTL, ETW snapshots) sum the slots. A snapshot taken while traffic flows is not a
 //! single instant: each counter is exact, but two counters may come from slightly different
@@ -130,8 +136,33 @@ fn add(c: &AtomicU64, v: u64) {
     }
 }
 
+/// Adds `v` to `c` with a plain load and store: only for a counter no one else writes.
+#[inline(always)]
+fn add_exclusive(c: &AtomicU64, v: u64) {
+    if v != 0 {
+        c.store(c.load(Relaxed).wrapping_add(v), Relaxed);
+    }
+}
+
 impl DirCounters {
-    /// Adds a batch (one relaxed atomic add per non-zero counter).
+    /// Adds a batch into a slot this CPU owns (DISPATCH_LEVEL): plain loads and stores.
+    #[inline]
+    pub fn add_batch_exclusive(&self, b: &BatchCounts) {
+        add_exclusive(&self.nbls, b.nbls);
+        add_exclusive(&self.net_buffers, b.net_buffers);
+        add_exclusive(&self.walked, b.walked);
+        add_exclusive(&self.with_shared_memory, b.with_shared_memory);
+        add_exclusive(&self.segments, b.segments);
+        add_exclusive(&self.shared_bytes, b.shared_bytes);
+        if b.max_chain > self.max_chain.load(Relaxed) {
+            self.max_chain.store(b.max_chain, Relaxed);
+        }
+        for (c, v) in self.anomalies.iter().zip(b.anomalies) {
+            add_exclusive(c, v);
+        }
+    }
+
+    /// Adds a batch into the shared slot (any IRQL): one relaxed atomic add per non-zero counter.
     #[inline]
     pub fn add_batch(&self, b: &BatchCounts) {
         add(&self.nbls, b.nbls);
@@ -212,10 +243,12 @@ impl DirSnapshot {
     }
 }
 
-/// The per-CPU counter slots of one module (memory owned by the module, allocated at attach).
+/// The counter slots of one module: one per processor, plus the shared slot PASSIVE callers use
+/// (memory owned by the module, allocated at attach).
 #[derive(Debug)]
 pub struct PerCpuStats {
     slots: *const CpuStats,
+    /// Processors; the shared slot is at index `count`.
     count: usize,
 }
 
@@ -225,10 +258,10 @@ unsafe impl Send for PerCpuStats {}
 unsafe impl Sync for PerCpuStats {}
 
 impl PerCpuStats {
-    /// Bytes needed for `cpus` slots.
+    /// Bytes needed for `cpus` per-CPU slots and the shared slot.
     #[must_use]
     pub const fn bytes_for(cpus: usize) -> usize {
-        cpus * core::mem::size_of::<CpuStats>()
+        (cpus + 1) * core::mem::size_of::<CpuStats>()
     }
 
     /// Wraps `cpus` slots at `mem`.
@@ -248,29 +281,41 @@ impl PerCpuStats {
         self.slots.cast_mut().cast()
     }
 
-    /// The slot of processor `cpu` (wrapped into range: a processor added after attach shares
-    /// a slot instead of indexing out of bounds).
-    #[must_use]
-    #[inline]
-    pub fn slot(&self, cpu: u32) -> &CpuStats {
-        let i = (cpu as usize) % self.count.max(1);
-        let slot = self.slots.wrapping_add(i);
-        // SAFETY: `i < count` and `from_raw`'s contract makes every slot valid for our lifetime.
+    fn at(&self, i: usize) -> &CpuStats {
+        let slot = self.slots.wrapping_add(i.min(self.count));
+        // SAFETY: the index is at most `count`, and `from_raw`'s contract makes every one of the
+        // `count + 1` slots valid for our lifetime.
         unsafe { &*slot }
     }
 
-    /// Number of slots.
+    /// The slot processor `cpu` owns while at DISPATCH_LEVEL; None for a processor beyond the
+    /// count taken at attach (hot-added): it uses the shared slot instead.
+    #[must_use]
+    #[inline]
+    pub fn exclusive_slot(&self, cpu: u32) -> Option<&CpuStats> {
+        let i = cpu as usize;
+        (i < self.count).then(|| self.at(i))
+    }
+
+    /// The slot for callers at PASSIVE (or without a slot of their own): atomic updates only.
+    #[must_use]
+    #[inline]
+    pub fn shared_slot(&self) -> &CpuStats {
+        self.at(self.count)
+    }
+
+    /// Number of per-CPU slots.
     #[must_use]
     pub const fn cpus(&self) -> usize {
         self.count
     }
 
-    /// Sums one direction over all CPUs.
+    /// Sums one direction over every slot.
     #[must_use]
     pub fn snapshot(&self, dir: Direction) -> DirSnapshot {
         let mut s = DirSnapshot::default();
-        for cpu in 0..self.count {
-            if let Some(d) = self.slot(u32::try_from(cpu).unwrap_or(u32::MAX)).dir.get(dir.index()) {
+        for i in 0..=self.count {
+            if let Some(d) = self.at(i).dir.get(dir.index()) {
                 s.accumulate(d);
             }
         }
@@ -279,8 +324,8 @@ impl PerCpuStats {
 
     /// Zeroes every counter (see the module docs for what a concurrent batch sees).
     pub fn reset(&self) {
-        for cpu in 0..self.count {
-            for d in &self.slot(u32::try_from(cpu).unwrap_or(u32::MAX)).dir {
+        for i in 0..=self.count {
+            for d in &self.at(i).dir {
                 d.reset();
             }
         }
@@ -340,9 +385,7 @@ unsafe impl Send for HandleTable {}
 // SAFETY: as above.
 unsafe impl Sync for HandleTable {}
 
-/// Local accumulator for consecutive segments of one handle: the data path flushes it to the
-/// table only when the handle changes, so a batch of segments in one VMQ buffer costs one table
-/// update, not one per segment.
+/// Segments of one handle accumulated on the stack before they go to the table.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HandleRun {
     handle: usize,
@@ -374,6 +417,86 @@ impl HandleRun {
     pub fn take(&mut self) -> Option<Self> {
         let prev = core::mem::take(self);
         (prev.segments != 0).then_some(prev)
+    }
+}
+
+/// Handles cached per callback besides the current one.
+pub const HANDLE_RUNS: usize = 3;
+
+/// A callback's cache of the handles it saw last, besides the current run (which the data path
+/// keeps as a local, in registers: a segment of the same handle costs a compare and a few adds,
+/// see [`HandleRun::same`]). A handle that is in neither evicts the oldest run to the table, so a
+/// batch spread over a few VMQ buffers costs one table update per buffer per callback.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HandleRuns {
+    earlier: [HandleRun; HANDLE_RUNS],
+    next: usize,
+}
+
+impl HandleRun {
+    /// Whether `handle` (non-NULL) is this run's; a fresh run has handle 0, which never matches.
+    #[must_use]
+    #[inline(always)]
+    pub const fn same(&self, handle: usize) -> bool {
+        self.handle == handle
+    }
+
+    /// Adds a segment of this run's handle.
+    #[inline(always)]
+    pub fn merge(&mut self, offset: u32, length: u32) {
+        self.segments += 1;
+        self.bytes += u64::from(length);
+        self.min_offset = self.min_offset.min(offset);
+        self.max_end = self.max_end.max(u64::from(offset) + u64::from(length));
+    }
+}
+
+impl HandleRuns {
+    /// Switches the current run `current` to a segment of another (non-NULL) `handle`: returns
+    /// the new current run; `current` joins the earlier ones (evicting the oldest to the table).
+    #[inline(never)]
+    #[must_use]
+    pub fn switch(
+        &mut self,
+        table: &HandleTable,
+        dir: Direction,
+        current: HandleRun,
+        handle: usize,
+        offset: u32,
+        length: u32,
+    ) -> HandleRun {
+        // A handle seen earlier in this callback: take it back.
+        if let Some(r) = self.earlier.iter_mut().find(|r| r.segments != 0 && r.handle == handle) {
+            let mut back = core::mem::replace(r, current);
+            back.merge(offset, length);
+            return back;
+        }
+        let slot = self.next % HANDLE_RUNS;
+        self.next = self.next.wrapping_add(1);
+        if let Some(r) = self.earlier.get_mut(slot) {
+            let old = core::mem::replace(r, current);
+            if old.segments != 0 {
+                table.record(dir, &old);
+            }
+        }
+        HandleRun {
+            handle,
+            segments: 1,
+            bytes: u64::from(length),
+            min_offset: offset,
+            max_end: u64::from(offset) + u64::from(length),
+        }
+    }
+
+    /// Records the current run and every cached one in the table.
+    #[inline]
+    pub fn flush(&mut self, table: &HandleTable, dir: Direction, current: HandleRun) {
+        for r in core::iter::once(current).chain(self.earlier.iter().copied()) {
+            if r.segments != 0 {
+                table.record(dir, &r);
+            }
+        }
+        self.earlier = [HandleRun::default(); HANDLE_RUNS];
     }
 }
 
@@ -548,9 +671,11 @@ mod tests {
         bad.insert(AnomalyKind::NullHandle);
         b.add_chain(3, 300, bad);
         b.add_chain(0, 0, Anomalies::NONE);
-        for cpu in [0, 1, 2, 5] {
-            s.slot(cpu).dir[Direction::Send.index()].add_batch(&b);
+        for cpu in [0, 1, 2] {
+            s.exclusive_slot(cpu).unwrap().dir[Direction::Send.index()].add_batch_exclusive(&b);
         }
+        assert!(s.exclusive_slot(5).is_none(), "a processor past the count has no slot of its own");
+        s.shared_slot().dir[Direction::Send.index()].add_batch(&b);
         let snap = s.snapshot(Direction::Send);
         assert_eq!(snap.nbls, 4);
         assert_eq!(snap.net_buffers, 8);
@@ -578,6 +703,31 @@ mod tests {
         let last = r.take().unwrap();
         assert_eq!(last.handle, 0x20);
         assert!(r.take().is_none());
+    }
+
+    #[test]
+    fn handle_runs_cache_few_handles_and_flush_the_rest() {
+        let mem = Mem::new(HandleTable::bytes_for(16));
+        // SAFETY: zeroed, aligned, sized, outlives `t`.
+        let t = unsafe { HandleTable::from_raw(mem.0, 16) };
+        let mut runs = HandleRuns::default();
+        let mut cur = HandleRun::default();
+        for i in 0..100u32 {
+            let h = 0x1000 * (1 + (i as usize % 6));
+            if cur.same(h) {
+                cur.merge(i * 10, 10);
+            } else {
+                cur = runs.switch(&t, Direction::Receive, cur, h, i * 10, 10);
+            }
+        }
+        runs.flush(&t, Direction::Receive, cur);
+        assert_eq!(t.distinct(), 6);
+        let total: u64 = t.iter().map(|e| e.segments[0]).sum();
+        assert_eq!(total, 100);
+        let bytes: u64 = t.iter().map(|e| e.bytes[0]).sum();
+        assert_eq!(bytes, 1000);
+        let e = t.iter().find(|e| e.handle == 0x1000).unwrap();
+        assert_eq!((e.min_offset, e.max_end), (0, 970));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::shmem::{
     AnomalyKind, SegmentWalker, net_buffer_data_length, net_buffer_first_shared_mem_info,
     net_buffer_list_first_nb, net_buffer_list_next_nbl, net_buffer_next_nb,
 };
-use crate::stats::{BatchCounts, Direction, HandleRun};
+use crate::stats::{BatchCounts, Direction, HandleRun, HandleRuns};
 use crate::sys::{
     NDIS_HANDLE, NDIS_PORT_NUMBER, NDIS_RECEIVE_FLAGS_SHARED_MEMORY_INFO_VALID,
     NDIS_RETURN_FLAGS_DISPATCH_LEVEL, NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL, NDIS_STATUS_PAUSED,
@@ -30,7 +30,7 @@ use crate::sys::{
     NdisFSendNetBufferLists, NdisFSendNetBufferListsComplete, PNET_BUFFER_LIST,
 };
 
-/// Which per-NET_BUFFER events a callback writes (decided once per callback).
+/// Which per-packet events a callback writes (decided once per callback).
 #[derive(Clone, Copy, Debug, Default)]
 struct EventMask {
     segments: bool,
@@ -41,7 +41,7 @@ struct EventMask {
 impl EventMask {
     #[inline]
     fn current() -> Self {
-        // The cheap common case first: one check when nobody listens at all.
+        // The common case first: one check when nobody listens to any per-packet keyword.
         if !etw::enabled(Level::Warning, etw::KW_ANOMALY | etw::KW_SEGMENT | etw::KW_NETBUFFER) {
             return Self::default();
         }
@@ -52,24 +52,91 @@ impl EventMask {
         }
     }
 
+    /// Whether per-segment or per-NET_BUFFER (verbose) events are wanted: only then does the
+    /// walk run its instrumented copy. Anomaly events alone cost nothing per segment: they come
+    /// from a second, cold walk of the rare chain that has an anomaly.
     #[inline]
-    const fn any(self) -> bool {
-        self.segments || self.net_buffers || self.anomalies
+    const fn verbose(self) -> bool {
+        self.segments || self.net_buffers
     }
 }
 
-/// Counts (and, if `walk`, walks) every NET_BUFFER of the chain; returns the NBL count.
+/// Counts (and, if `walk`, walks) every NET_BUFFER of the chain, accounts the callback's counts
+/// per CPU and per handle, and writes the per-packet events a session asked for; returns the
+/// NBL count.
 ///
 /// # Safety
 /// `nbls` must be a NULL-terminated NBL chain owned by this driver for the duration of the call
 /// (NBLs with NULL-terminated NET_BUFFER lists). If `walk`, each NET_BUFFER's `SharedMemoryInfo`
 /// slot must hold a shared-memory chain satisfying [`SegmentWalker::new`]'s contract.
 #[inline]
-unsafe fn account(m: &FilterModule, dir: Direction, nbls: PNET_BUFFER_LIST, walk: bool) -> u64 {
-    let bound = CONFIG.max_segments();
-    let events = if walk { EventMask::current() } else { EventMask::default() };
+pub(crate) unsafe fn account(
+    m: &FilterModule,
+    dir: Direction,
+    nbls: PNET_BUFFER_LIST,
+    walk: bool,
+    at_dispatch: bool,
+) -> u64 {
     let mut batch = BatchCounts::default();
-    let mut run = HandleRun::default();
+    let mut runs = HandleRuns::default();
+    if walk {
+        let bound = CONFIG.max_segments();
+        let events = EventMask::current();
+        // Two copies of the loop: the usual one has no verbose-event code in it at all.
+        let current = if events.verbose() {
+            // SAFETY: forwarded contract.
+            unsafe { walk_chain::<true>(m, dir, nbls, bound, events, &mut batch, &mut runs) }
+        } else {
+            // SAFETY: forwarded contract.
+            unsafe { walk_chain::<false>(m, dir, nbls, bound, events, &mut batch, &mut runs) }
+        };
+        runs.flush(&m.handles, dir, current);
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { count_only(nbls, &mut batch) };
+    }
+    m.add_counts(dir, &batch, at_dispatch);
+    batch.nbls
+}
+
+/// Counts NBLs and NET_BUFFERs without walking.
+///
+/// # Safety
+/// As [`account`].
+#[inline(always)]
+unsafe fn count_only(nbls: PNET_BUFFER_LIST, batch: &mut BatchCounts) {
+    let mut nbl = nbls;
+    while !nbl.is_null() {
+        batch.nbls += 1;
+        // SAFETY: `nbl` is a live NBL of the chain we own (caller's guarantee).
+        let mut nb = unsafe { net_buffer_list_first_nb(nbl) };
+        while !nb.is_null() {
+            batch.net_buffers += 1;
+            // SAFETY: `nb` is a live NET_BUFFER of the chain we own.
+            nb = unsafe { net_buffer_next_nb(nb) };
+        }
+        // SAFETY: `nbl` is a live NBL of the chain we own.
+        nbl = unsafe { net_buffer_list_next_nbl(nbl) };
+    }
+}
+
+/// Walks and counts every NET_BUFFER of the chain; with `VERBOSE`, also writes the per-segment
+/// and per-NET_BUFFER events `events` asks for. Returns the current handle run (the caller
+/// flushes it with `runs`).
+///
+/// # Safety
+/// As [`account`] with `walk`.
+#[inline(always)]
+unsafe fn walk_chain<const VERBOSE: bool>(
+    m: &FilterModule,
+    dir: Direction,
+    nbls: PNET_BUFFER_LIST,
+    bound: u32,
+    events: EventMask,
+    batch: &mut BatchCounts,
+    runs: &mut HandleRuns,
+) -> HandleRun {
+    let mut current = HandleRun::default();
     let mut nbl = nbls;
     while !nbl.is_null() {
         batch.nbls += 1;
@@ -78,56 +145,33 @@ unsafe fn account(m: &FilterModule, dir: Direction, nbls: PNET_BUFFER_LIST, walk
         let mut nb_index = 0u32;
         while !nb.is_null() {
             batch.net_buffers += 1;
-            if walk {
-                // SAFETY: `nb` is a live NET_BUFFER of that NBL.
-                let first = unsafe { net_buffer_first_shared_mem_info(nb) };
-                // SAFETY: walking is allowed for this slot (caller's guarantee).
-                let mut walker = unsafe { SegmentWalker::new(first, bound) };
-                let mut shared_bytes = 0u64;
-                for seg in walker.by_ref() {
-                    shared_bytes += u64::from(seg.length);
-                    if seg.handle != 0
-                        && let Some(prev) = run.add(seg.handle, seg.offset, seg.length)
-                    {
-                        m.handles.record(dir, &prev);
-                    }
-                    if events.any() {
-                        segment_events(m, dir, events, nbl.addr(), nb_index, &seg);
-                    }
+            // SAFETY: `nb` is a live NET_BUFFER of that NBL.
+            let first = unsafe { net_buffer_first_shared_mem_info(nb) };
+            // SAFETY: walking is allowed for this slot (caller's guarantee).
+            let mut walker = unsafe { SegmentWalker::new(first, bound) };
+            let mut shared_bytes = 0u64;
+            for seg in walker.by_ref() {
+                shared_bytes += u64::from(seg.length);
+                if current.same(seg.handle) {
+                    current.merge(seg.offset, seg.length);
+                } else if seg.handle != 0 {
+                    current = runs.switch(&m.handles, dir, current, seg.handle, seg.offset, seg.length);
                 }
-                let segments = walker.walked();
-                let anomalies = walker.anomalies();
-                batch.add_chain(segments, shared_bytes, anomalies);
-                if events.net_buffers && segments > 0 {
-                    // SAFETY: `nb` is still ours.
-                    let data_length = unsafe { net_buffer_data_length(nb) };
-                    etw::net_buffer_shared_memory(
-                        dir.name(),
-                        m.id,
-                        m.if_index,
-                        nbl.addr(),
-                        nb_index,
-                        data_length,
-                        segments,
-                        shared_bytes,
-                    );
+                if VERBOSE && events.segments {
+                    segment_event(m, dir, nbl.addr(), nb_index, &seg);
                 }
-                if events.anomalies {
-                    // Chain-level anomalies (reported where the walk stopped).
-                    for kind in [AnomalyKind::Overlong, AnomalyKind::BadPointer] {
-                        if anomalies.contains(kind) {
-                            etw::chain_anomaly(
-                                dir.name(),
-                                m.id,
-                                m.if_index,
-                                nbl.addr(),
-                                nb_index,
-                                segments,
-                                kind.name(),
-                            );
-                        }
-                    }
-                }
+            }
+            let segments = walker.walked();
+            let anomalies = walker.anomalies();
+            batch.add_chain(segments, shared_bytes, anomalies);
+            if VERBOSE && events.net_buffers && segments > 0 {
+                // SAFETY: `nb` is still ours.
+                let data_length = unsafe { net_buffer_data_length(nb) };
+                net_buffer_event(m, dir, nbl.addr(), nb_index, data_length, segments, shared_bytes);
+            }
+            if events.anomalies && !anomalies.is_empty() {
+                // SAFETY: the same chain, still ours and valid for a walk.
+                unsafe { anomaly_events(m, dir, first, bound, nbl.addr(), nb_index) };
             }
             // SAFETY: `nb` is a live NET_BUFFER of the chain we own.
             nb = unsafe { net_buffer_next_nb(nb) };
@@ -136,52 +180,87 @@ unsafe fn account(m: &FilterModule, dir: Direction, nbls: PNET_BUFFER_LIST, walk
         // SAFETY: `nbl` is a live NBL of the chain we own.
         nbl = unsafe { net_buffer_list_next_nbl(nbl) };
     }
-    if let Some(last) = run.take() {
-        m.handles.record(dir, &last);
-    }
-    if let Some(d) = m.current_cpu_stats().dir.get(dir.index()) {
-        d.add_batch(&batch);
-    }
-    batch.nbls
+    current
 }
 
-/// Per-segment events: the segment itself, and the first segment of each segment-level
-/// anomaly kind in this NET_BUFFER (the walker's per-NET_BUFFER set says "once"; tracking the
-/// first index here keeps the event's SegmentIndex exact).
+/// One SharedMemorySegment event.
 #[cold]
 #[inline(never)]
-fn segment_events(
+fn segment_event(m: &FilterModule, dir: Direction, nbl: usize, nb_index: u32, seg: &crate::shmem::Segment) {
+    etw::shared_memory_segment(
+        dir.name(),
+        m.id,
+        m.if_index,
+        nbl,
+        nb_index,
+        seg.index,
+        seg.handle,
+        seg.offset,
+        seg.length,
+        seg.flags,
+    );
+}
+
+/// One NetBufferSharedMemory event.
+#[cold]
+#[inline(never)]
+fn net_buffer_event(
     m: &FilterModule,
     dir: Direction,
-    events: EventMask,
     nbl: usize,
     nb_index: u32,
-    seg: &crate::shmem::Segment,
+    data_length: u32,
+    segments: u32,
+    shared_bytes: u64,
 ) {
-    if events.segments {
-        etw::shared_memory_segment(
-            dir.name(),
-            m.id,
-            m.if_index,
-            nbl,
-            nb_index,
-            seg.index,
-            seg.handle,
-            seg.offset,
-            seg.length,
-            seg.flags,
-        );
-    }
-    if events.anomalies {
+    etw::net_buffer_shared_memory(
+        dir.name(),
+        m.id,
+        m.if_index,
+        nbl,
+        nb_index,
+        data_length,
+        segments,
+        shared_bytes,
+    );
+}
+
+/// ChainAnomaly events of one NET_BUFFER whose walk found anomalies: walks the chain again (it
+/// is rare, and still ours) to report each kind once, at the first segment showing it; overlong
+/// and bad_pointer at the index where the walk stopped.
+///
+/// # Safety
+/// `first` is the chain just walked, valid for [`SegmentWalker::new`] with `bound`.
+#[cold]
+#[inline(never)]
+unsafe fn anomaly_events(
+    m: &FilterModule,
+    dir: Direction,
+    first: *const crate::sys::NET_BUFFER_SHARED_MEMORY,
+    bound: u32,
+    nbl: usize,
+    nb_index: u32,
+) {
+    let mut reported = crate::shmem::Anomalies::NONE;
+    // SAFETY: forwarded contract.
+    let mut walker = unsafe { SegmentWalker::new(first, bound) };
+    for seg in walker.by_ref() {
         let kinds = [
             (seg.offset.checked_add(seg.length).is_none(), AnomalyKind::OffsetOverflow),
             (seg.handle == 0, AnomalyKind::NullHandle),
             (seg.length == 0, AnomalyKind::ZeroLength),
         ];
         for (hit, kind) in kinds {
-            if hit {
+            if hit && !reported.contains(kind) {
+                reported.insert(kind);
                 etw::chain_anomaly(dir.name(), m.id, m.if_index, nbl, nb_index, seg.index, kind.name());
             }
+        }
+    }
+    let stopped = walker.walked();
+    for kind in [AnomalyKind::Overlong, AnomalyKind::BadPointer] {
+        if walker.anomalies().contains(kind) {
+            etw::chain_anomaly(dir.name(), m.id, m.if_index, nbl, nb_index, stopped, kind.name());
         }
     }
 }
@@ -248,7 +327,15 @@ pub(crate) unsafe extern "system" fn filter_send_net_buffer_lists(
     }
     // SAFETY: the chain is ours until NdisFSendNetBufferLists. With SendPathWalk on, our reading
     // is that the slot belongs to the sender at this point (docs/architecture.md, "The walk").
-    let n = unsafe { account(m, Direction::Send, nbls, CONFIG.send_path_walk()) };
+    let n = unsafe {
+        account(
+            m,
+            Direction::Send,
+            nbls,
+            CONFIG.send_path_walk(),
+            NDIS_TEST_SEND_AT_DISPATCH_LEVEL(send_flags),
+        )
+    };
     m.io.add(n);
     // SAFETY: pass-through: the same chain, port and flags go down. Not touched afterwards.
     unsafe { NdisFSendNetBufferLists(m.filter_handle, nbls, port, send_flags) };
@@ -305,7 +392,9 @@ pub(crate) unsafe extern "system" fn filter_receive_net_buffer_lists(
     }
     let walk = receive_flags & NDIS_RECEIVE_FLAGS_SHARED_MEMORY_INFO_VALID != 0 && CONFIG.receive_path_walk();
     // SAFETY: the chain is ours until the indication; the flag says SharedMemoryInfo is valid.
-    let n = unsafe { account(m, Direction::Receive, nbls, walk) };
+    let n = unsafe {
+        account(m, Direction::Receive, nbls, walk, NDIS_TEST_RECEIVE_AT_DISPATCH_LEVEL(receive_flags))
+    };
     if !resources {
         m.io.add(n);
     }

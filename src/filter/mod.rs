@@ -7,6 +7,9 @@
 //! clone-and-forward filter), PnP events pass, and no cancel handler is needed because nothing
 //! is ever queued.
 
+#[cfg(not(feature = "kernel"))]
+#[doc(hidden)]
+pub mod bench;
 mod datapath;
 mod driver;
 mod lifecycle;

@@ -4,7 +4,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use crate::pool::{self, AlignedBlock};
-use crate::stats::{CpuStats, DirSnapshot, Direction, HandleEntry, HandleTable, PerCpuStats};
+use crate::stats::{BatchCounts, CpuStats, DirSnapshot, Direction, HandleEntry, HandleTable, PerCpuStats};
 use crate::sys::{KeGetCurrentProcessorNumberEx, NDIS_HANDLE, UNICODE_STRING};
 
 /// `'NbsM'`: marks a live module context (cleared before it is freed).
@@ -339,19 +339,27 @@ impl FilterModule {
         self.state.store(s as u32, Ordering::Release);
     }
 
-    /// The counters of the CPU the caller runs on.
-    #[must_use]
+    /// Adds a callback's counts: into this CPU's own slot at DISPATCH_LEVEL (plain stores, see
+    /// `crate::stats`), into the shared slot otherwise.
     #[inline]
-    pub(crate) fn current_cpu_stats(&self) -> &CpuStats {
-        // SAFETY: NULL asks only for the index; callable at any IRQL.
-        let cpu = unsafe { KeGetCurrentProcessorNumberEx(core::ptr::null_mut()) };
-        self.stats.slot(cpu)
+    pub(crate) fn add_counts(&self, dir: Direction, batch: &BatchCounts, at_dispatch: bool) {
+        if at_dispatch {
+            // SAFETY: NULL asks only for the index; callable at any IRQL.
+            let cpu = unsafe { KeGetCurrentProcessorNumberEx(core::ptr::null_mut()) };
+            if let Some(d) = self.stats.exclusive_slot(cpu).and_then(|s| s.dir.get(dir.index())) {
+                d.add_batch_exclusive(batch);
+                return;
+            }
+        }
+        if let Some(d) = self.stats.shared_slot().dir.get(dir.index()) {
+            d.add_batch(batch);
+        }
     }
 
-    /// Counts `n` NBLs rejected because the module was not running.
+    /// Counts `n` NBLs rejected because the module was not running (rare: the shared slot).
     #[inline]
     pub(crate) fn count_rejected(&self, dir: Direction, n: u64) {
-        if let Some(d) = self.current_cpu_stats().dir.get(dir.index()) {
+        if let Some(d) = self.stats.shared_slot().dir.get(dir.index()) {
             d.rejected_nbls.fetch_add(n, Ordering::Relaxed);
         }
     }

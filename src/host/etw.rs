@@ -159,6 +159,7 @@ pub fn record(
     if !enabled(level, keywords) {
         return;
     }
+    let _scope = super::kernel::ModelScope::enter();
     let ev = Recorded { name, level: level.as_int(), keywords, fields: fields() };
     let mut sink = SINK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     match &mut *sink {

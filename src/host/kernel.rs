@@ -23,6 +23,33 @@ use super::violations::violation;
 thread_local! {
     static CPU: Cell<u32> = const { Cell::new(0) };
     static IRQL: Cell<KIRQL> = const { Cell::new(PASSIVE_LEVEL) };
+    static MODEL_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Whether the calling thread is running model code (an NDIS/kernel export, or the model's own
+/// bookkeeping) rather than driver code. The allocation test counts only driver allocations.
+#[must_use]
+pub fn in_model() -> bool {
+    MODEL_DEPTH.with(Cell::get) > 0
+}
+
+/// Marks model code for its lifetime (entered by every export and model entry point).
+#[derive(Debug)]
+pub struct ModelScope(());
+
+impl ModelScope {
+    /// Enters model code.
+    #[must_use]
+    pub fn enter() -> Self {
+        MODEL_DEPTH.with(|d| d.set(d.get() + 1));
+        Self(())
+    }
+}
+
+impl Drop for ModelScope {
+    fn drop(&mut self) {
+        MODEL_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
 }
 
 /// Number of processors the model reports (`KeQueryMaximumProcessorCountEx`).
@@ -50,13 +77,19 @@ pub fn set_irql(irql: KIRQL) -> KIRQL {
     IRQL.with(|c| c.replace(irql))
 }
 
-/// Runs `f` at `irql` on the calling thread.
+/// Calls driver code `f` at `irql` on the calling thread (and outside model scope, so that what
+/// the driver does is the driver's: see [`in_model`]).
 pub fn at_irql<R>(irql: KIRQL, f: impl FnOnce() -> R) -> R {
     let old = set_irql(irql);
+    let depth = MODEL_DEPTH.with(|d| d.replace(0));
     let r = f();
+    MODEL_DEPTH.with(|d| d.set(depth));
     set_irql(old);
     r
 }
+
+/// `ExAllocatePool2` calls since the process started (the data path must make none).
+pub static POOL_ALLOCATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A live pool allocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +128,8 @@ pub fn tag_str(tag: u32) -> String {
 /// `ExAllocatePool2`: zeroed, 16-byte aligned, tracked.
 #[unsafe(no_mangle)]
 pub extern "system" fn ExAllocatePool2(Flags: POOL_FLAGS, NumberOfBytes: usize, Tag: u32) -> *mut c_void {
+    let _scope = ModelScope::enter();
+    POOL_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
     if Flags & POOL_FLAG_NON_PAGED == 0 {
         violation(
             "ExAllocatePool2",
@@ -121,6 +156,7 @@ pub extern "system" fn ExAllocatePool2(Flags: POOL_FLAGS, NumberOfBytes: usize, 
 /// `ExFreePoolWithTag`: checks the block is live and the tag matches.
 #[unsafe(no_mangle)]
 pub extern "system" fn ExFreePoolWithTag(P: *mut c_void, Tag: u32) {
+    let _scope = ModelScope::enter();
     let Some(block) = pool(|m| m.remove(&P.addr())) else {
         violation("ExFreePoolWithTag", format!("{P:p} is not a live pool block (double free?)"));
         return;
@@ -149,6 +185,7 @@ pub unsafe extern "system" fn DbgPrintEx(
     Format: *const u8,
     Text: *const u8,
 ) -> u32 {
+    let _scope = ModelScope::enter();
     // SAFETY: the caller passes NUL-terminated strings.
     let format = unsafe { CStr::from_ptr(Format.cast()) }.to_string_lossy();
     if format != "%s" {
@@ -172,6 +209,7 @@ pub fn take_debug_log() -> Vec<String> {
 /// `KeBugCheckEx`: the machine would stop; the model panics with the code.
 #[unsafe(no_mangle)]
 pub extern "system" fn KeBugCheckEx(BugCheckCode: u32, P1: usize, P2: usize, P3: usize, P4: usize) -> ! {
+    let _scope = ModelScope::enter();
     panic!("KeBugCheckEx({BugCheckCode:#010x}, {P1:#x}, {P2:#x}, {P3:#x}, {P4:#x})");
 }
 
@@ -181,6 +219,7 @@ pub extern "system" fn KeBugCheckEx(BugCheckCode: u32, P1: usize, P2: usize, P3:
 /// `ProcNumber` must be NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn KeGetCurrentProcessorNumberEx(ProcNumber: *mut PROCESSOR_NUMBER) -> u32 {
+    let _scope = ModelScope::enter();
     let cpu = current_cpu();
     if !ProcNumber.is_null() {
         // SAFETY: the caller passes a writable PROCESSOR_NUMBER.
@@ -198,6 +237,7 @@ pub unsafe extern "system" fn KeGetCurrentProcessorNumberEx(ProcNumber: *mut PRO
 /// `KeQueryMaximumProcessorCountEx`.
 #[unsafe(no_mangle)]
 pub extern "system" fn KeQueryMaximumProcessorCountEx(GroupNumber: u16) -> u32 {
+    let _scope = ModelScope::enter();
     let _ = GroupNumber;
     u32::try_from(PROCESSORS.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
 }
@@ -221,6 +261,7 @@ fn lock_word(l: *mut KSPIN_LOCK) -> &'static AtomicUsize {
 /// `SpinLock` must be a live, initialized spin lock.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn KeAcquireSpinLockRaiseToDpc(SpinLock: *mut KSPIN_LOCK) -> KIRQL {
+    let _scope = ModelScope::enter();
     let me = THREAD_ID.with(|t| *t);
     let word = lock_word(SpinLock);
     if word.load(Ordering::Relaxed) == me {
@@ -244,6 +285,7 @@ pub unsafe extern "system" fn KeAcquireSpinLockRaiseToDpc(SpinLock: *mut KSPIN_L
 /// `SpinLock` must be a live spin lock.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn KeReleaseSpinLock(SpinLock: *mut KSPIN_LOCK, NewIrql: KIRQL) {
+    let _scope = ModelScope::enter();
     let me = THREAD_ID.with(|t| *t);
     let word = lock_word(SpinLock);
     if word.compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed).is_err() {
@@ -258,6 +300,7 @@ pub unsafe extern "system" fn KeReleaseSpinLock(SpinLock: *mut KSPIN_LOCK, NewIr
 /// `KeFlushQueuedDpcs`: waits for any timer callback the model is running.
 #[unsafe(no_mangle)]
 pub extern "system" fn KeFlushQueuedDpcs() {
+    let _scope = ModelScope::enter();
     if current_irql() != PASSIVE_LEVEL {
         violation("KeFlushQueuedDpcs", "must be called at PASSIVE_LEVEL".into());
     }

@@ -84,6 +84,10 @@ pub struct ModelOptions {
     pub seed: u64,
     /// How long lifecycle operations wait for NBLs to come back before recording a violation.
     pub drain_timeout: Duration,
+    /// Benchmark mode: the data-path exports do no checking, tracking or allocation (they note
+    /// the chain they were given and return), so a benchmark times the filter, not the model.
+    /// Use with the `lean_*` methods and NBLs the benchmark owns.
+    pub lean: bool,
 }
 
 impl Default for ModelOptions {
@@ -100,6 +104,7 @@ impl Default for ModelOptions {
             max_delay: Duration::from_micros(200),
             seed: 1,
             drain_timeout: Duration::from_secs(20),
+            lean: false,
         }
     }
 }
@@ -856,6 +861,7 @@ fn return_receives(sh: &Shared, mp: &Arc<Miniport>, nbls: Vec<usize>, rng: &mut 
 }
 
 fn worker(rx: &Receiver<Work>, cpu: u32, seed: u64, max_delay: Duration) {
+    let _scope = kernel::ModelScope::enter();
     kernel::set_current_cpu(cpu);
     let mut rng = Rng::new(seed);
     while let Ok(w) = rx.recv() {
@@ -943,6 +949,17 @@ fn detach_module(sh: &Shared, mp: &Arc<Miniport>) {
 
 thread_local! {
     static FORWARDED: std::cell::RefCell<Option<Vec<u64>>> = const { std::cell::RefCell::new(None) };
+    static LEAN_LAST: std::cell::Cell<*mut NET_BUFFER_LIST> = const { std::cell::Cell::new(ptr::null_mut()) };
+}
+
+/// Lean mode: what the data-path exports do instead of checking (note the chain, return).
+/// Returns true if the model is lean (the export must then return at once).
+pub(crate) fn lean_note(head: *mut NET_BUFFER_LIST) -> bool {
+    let lean = try_shared().is_some_and(|s| s.opts.lean);
+    if lean && !head.is_null() {
+        LEAN_LAST.with(|l| l.set(head));
+    }
+    lean
 }
 
 /// Notes (for the caller of `send`/`indicate` on this thread) that the filter passed NBL `id`
@@ -1048,6 +1065,7 @@ impl Model {
 
     /// Calls DriverEntry. Afterwards the driver must have registered and set DriverUnload.
     pub fn load(&mut self) -> NTSTATUS {
+        let _scope = kernel::ModelScope::enter();
         let sh = self.shared;
         let regpath_w: Vec<u16> =
             "\\REGISTRY\\MACHINE\\SYSTEM\\CurrentControlSet\\Services\\nbshm".encode_utf16().collect();
@@ -1081,6 +1099,7 @@ impl Model {
     /// Calls DriverUnload (which must deregister; NDIS then pauses and detaches every module),
     /// then checks that all pool and timers were freed.
     pub fn unload(&mut self) {
+        let _scope = kernel::ModelScope::enter();
         let sh = self.shared;
         let Some(unload) = sh.driver_object.DriverUnload else {
             violation("DriverUnload", "not set".into());
@@ -1151,6 +1170,7 @@ impl Model {
 
     /// FilterAttach on miniport `index` (which must be detached).
     pub fn attach(&self, index: usize) -> NDIS_STATUS {
+        let _scope = kernel::ModelScope::enter();
         let sh = self.shared;
         let mp = self.miniport(index);
         let Some(h) = sh.handlers() else {
@@ -1209,6 +1229,7 @@ impl Model {
     /// Restarts the stack of miniport `index`: the miniport, then the filter (FilterRestart),
     /// then the protocol.
     pub fn restart(&self, index: usize) -> NDIS_STATUS {
+        let _scope = kernel::ModelScope::enter();
         let sh = self.shared;
         let mp = self.miniport(index);
         let Some(h) = sh.handlers() else { return crate::sys::NDIS_STATUS_FAILURE };
@@ -1248,6 +1269,7 @@ impl Model {
 
     /// Pauses the stack of miniport `index` in NDIS order (protocol, filter, miniport).
     pub fn pause(&self, index: usize) {
+        let _scope = kernel::ModelScope::enter();
         let mp = self.miniport(index);
         pause_stack(self.shared, &mp);
     }
@@ -1255,6 +1277,7 @@ impl Model {
     /// FilterPause alone, leaving the protocol and the miniport running: what the filter sees
     /// if traffic reaches it while it is paused (the data path must then reject it).
     pub fn pause_filter_only(&self, index: usize) {
+        let _scope = kernel::ModelScope::enter();
         let mp = self.miniport(index);
         pause_module(self.shared, &mp);
     }
@@ -1290,6 +1313,7 @@ impl Model {
 
     /// FilterDetach on miniport `index` (which must be paused).
     pub fn detach(&self, index: usize) {
+        let _scope = kernel::ModelScope::enter();
         let mp = self.miniport(index);
         detach_module(self.shared, &mp);
     }
@@ -1326,6 +1350,7 @@ impl Model {
     /// with `flags` (the model runs the call at DISPATCH_LEVEL iff the DISPATCH flag is set).
     /// Does nothing and returns None if the protocol is paused.
     pub fn send(&self, index: usize, specs: Vec<NblSpec>, flags: u32, port: u32) -> Option<Handed> {
+        let _scope = kernel::ModelScope::enter();
         let mp = self.miniport(index);
         if !mp.above.enter() {
             return None;
@@ -1355,6 +1380,7 @@ impl Model {
     /// With RESOURCES, the NBLs come back when the call returns. Returns None if the miniport
     /// is paused.
     pub fn indicate(&self, index: usize, specs: Vec<NblSpec>, flags: u32, port: u32) -> Option<Handed> {
+        let _scope = kernel::ModelScope::enter();
         let mp = self.miniport(index);
         if !mp.below.enter() {
             return None;
@@ -1403,6 +1429,7 @@ impl Model {
     /// The miniport `index` indicates a status (FilterStatus). Returns whether the filter passed
     /// that very indication up with `NdisFIndicateStatus`.
     pub fn indicate_status(&self, index: usize) -> bool {
+        let _scope = kernel::ModelScope::enter();
         let mp = self.miniport(index);
         let Some(status) = self.shared.handlers().and_then(|h| h.status) else {
             violation("model", "no FilterStatus handler".into());
@@ -1418,6 +1445,87 @@ impl Model {
         // SAFETY: the driver's handler with its module context and an indication on our stack.
         at_irql(DISPATCH_LEVEL, || unsafe { status(mp.module_context(), p.cast()) });
         mp.statuses_passed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&p.addr())
+    }
+
+    /// Lean mode: FilterSendNetBufferLists with `head` (NBLs the caller owns). Returns the chain
+    /// the filter passed down, or NULL if it completed it (not running).
+    ///
+    /// # Safety
+    /// The chain must be NBLs the caller owns (e.g. built with `packets::chain`), valid for the
+    /// call.
+    pub unsafe fn lean_send(
+        &self,
+        index: usize,
+        head: *mut NET_BUFFER_LIST,
+        flags: u32,
+    ) -> *mut NET_BUFFER_LIST {
+        let ctx = self.miniport(index).module_context();
+        let send = self.shared.handlers().and_then(|h| h.send);
+        LEAN_LAST.with(|l| l.set(ptr::null_mut()));
+        if let Some(send) = send {
+            let irql =
+                if flags & NDIS_SEND_FLAGS_DISPATCH_LEVEL != 0 { DISPATCH_LEVEL } else { PASSIVE_LEVEL };
+            // SAFETY: the driver's handler with its module context and a chain the caller owns.
+            at_irql(irql, || unsafe { send(ctx, head, 0, flags) });
+        }
+        LEAN_LAST.with(std::cell::Cell::get)
+    }
+
+    /// Lean mode: FilterSendNetBufferListsComplete for a chain the filter passed down.
+    ///
+    /// # Safety
+    /// The chain must be NBLs the caller owns (e.g. built with `packets::chain`), valid for the
+    /// call.
+    pub unsafe fn lean_send_complete(&self, index: usize, head: *mut NET_BUFFER_LIST, flags: u32) {
+        let ctx = self.miniport(index).module_context();
+        if let Some(complete) = self.shared.handlers().and_then(|h| h.send_complete) {
+            let irql = if flags & NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL != 0 {
+                DISPATCH_LEVEL
+            } else {
+                PASSIVE_LEVEL
+            };
+            // SAFETY: the driver's handler with the chain it passed down.
+            at_irql(irql, || unsafe { complete(ctx, head, flags) });
+        }
+    }
+
+    /// Lean mode: FilterReceiveNetBufferLists. Returns the chain the filter indicated up, or NULL.
+    ///
+    /// # Safety
+    /// The chain must be NBLs the caller owns (e.g. built with `packets::chain`), valid for the
+    /// call.
+    pub unsafe fn lean_receive(
+        &self,
+        index: usize,
+        head: *mut NET_BUFFER_LIST,
+        count: u32,
+        flags: u32,
+    ) -> *mut NET_BUFFER_LIST {
+        let ctx = self.miniport(index).module_context();
+        let receive = self.shared.handlers().and_then(|h| h.receive);
+        LEAN_LAST.with(|l| l.set(ptr::null_mut()));
+        if let Some(receive) = receive {
+            let irql =
+                if flags & NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL != 0 { DISPATCH_LEVEL } else { PASSIVE_LEVEL };
+            // SAFETY: the driver's handler with its module context and a chain the caller owns.
+            at_irql(irql, || unsafe { receive(ctx, head, 0, count, flags) });
+        }
+        LEAN_LAST.with(std::cell::Cell::get)
+    }
+
+    /// Lean mode: FilterReturnNetBufferLists for a chain the filter indicated up.
+    ///
+    /// # Safety
+    /// The chain must be NBLs the caller owns (e.g. built with `packets::chain`), valid for the
+    /// call.
+    pub unsafe fn lean_return(&self, index: usize, head: *mut NET_BUFFER_LIST, flags: u32) {
+        let ctx = self.miniport(index).module_context();
+        if let Some(ret) = self.shared.handlers().and_then(|h| h.return_) {
+            let irql =
+                if flags & NDIS_RETURN_FLAGS_DISPATCH_LEVEL != 0 { DISPATCH_LEVEL } else { PASSIVE_LEVEL };
+            // SAFETY: the driver's handler with the chain it indicated up.
+            at_irql(irql, || unsafe { ret(ctx, head, flags) });
+        }
     }
 
     /// Waits until every NBL is home (completed or returned) and the model's workers have
@@ -1455,6 +1563,7 @@ impl Model {
 
     /// Fires the armed timers (all, or only the due ones). Returns how many fired.
     pub fn fire_timers(&self, all: bool) -> usize {
+        let _scope = kernel::ModelScope::enter();
         self.shared.timers.fire(all)
     }
 

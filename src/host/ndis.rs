@@ -154,6 +154,7 @@ pub unsafe extern "system" fn NdisFRegisterFilterDriver(
     FilterDriverCharacteristics: *mut NDIS_FILTER_DRIVER_CHARACTERISTICS,
     NdisFilterDriverHandle: PNDIS_HANDLE,
 ) -> NDIS_STATUS {
+    let _scope = super::kernel::ModelScope::enter();
     let sh = shared();
     let api = "NdisFRegisterFilterDriver";
     if current_irql() != PASSIVE_LEVEL {
@@ -194,6 +195,7 @@ pub unsafe extern "system" fn NdisFRegisterFilterDriver(
 /// Called by the driver with the arguments the DDI describes (model NBL chains, its handles).
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn NdisFDeregisterFilterDriver(NdisFilterDriverHandle: NDIS_HANDLE) {
+    let _scope = super::kernel::ModelScope::enter();
     let sh = shared();
     let api = "NdisFDeregisterFilterDriver";
     if NdisFilterDriverHandle != sh.driver_handle() || !sh.registered.load(Ordering::Acquire) {
@@ -223,6 +225,7 @@ pub unsafe extern "system" fn NdisFSetAttributes(
     FilterModuleContext: NDIS_HANDLE,
     FilterAttributes: *mut NDIS_FILTER_ATTRIBUTES,
 ) -> NDIS_STATUS {
+    let _scope = super::kernel::ModelScope::enter();
     let api = "NdisFSetAttributes";
     let Some(mp) = shared().miniport_by_handle(NdisFilterHandle, api) else { return NDIS_STATUS_FAILURE };
     if mp.state() != MpState::Attaching {
@@ -266,6 +269,10 @@ pub unsafe extern "system" fn NdisFSendNetBufferLists(
     PortNumber: NDIS_PORT_NUMBER,
     SendFlags: u32,
 ) {
+    let _scope = super::kernel::ModelScope::enter();
+    if super::model::lean_note(NetBufferLists) {
+        return;
+    }
     let api = "NdisFSendNetBufferLists";
     let sh = shared();
     let Some(mp) = sh.miniport_by_handle(NdisFilterHandle, api) else { return };
@@ -329,6 +336,10 @@ pub unsafe extern "system" fn NdisFSendNetBufferListsComplete(
     NetBufferLists: PNET_BUFFER_LIST,
     SendCompleteFlags: u32,
 ) {
+    let _scope = super::kernel::ModelScope::enter();
+    if super::model::lean_note(std::ptr::null_mut()) {
+        return;
+    }
     let api = "NdisFSendNetBufferListsComplete";
     let sh = shared();
     let Some(mp) = sh.miniport_by_handle(NdisFilterHandle, api) else { return };
@@ -387,6 +398,10 @@ pub unsafe extern "system" fn NdisFIndicateReceiveNetBufferLists(
     NumberOfNetBufferLists: u32,
     ReceiveFlags: u32,
 ) {
+    let _scope = super::kernel::ModelScope::enter();
+    if super::model::lean_note(NetBufferLists) {
+        return;
+    }
     let api = "NdisFIndicateReceiveNetBufferLists";
     let sh = shared();
     let Some(mp) = sh.miniport_by_handle(NdisFilterHandle, api) else { return };
@@ -471,6 +486,10 @@ pub unsafe extern "system" fn NdisFReturnNetBufferLists(
     NetBufferLists: PNET_BUFFER_LIST,
     ReturnFlags: u32,
 ) {
+    let _scope = super::kernel::ModelScope::enter();
+    if super::model::lean_note(std::ptr::null_mut()) {
+        return;
+    }
     let api = "NdisFReturnNetBufferLists";
     let sh = shared();
     let Some(mp) = sh.miniport_by_handle(NdisFilterHandle, api) else { return };
@@ -521,6 +540,7 @@ pub unsafe extern "system" fn NdisFReturnNetBufferLists(
 /// Called by the driver with the arguments the DDI describes (model NBL chains, its handles).
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn NdisFPauseComplete(NdisFilterHandle: NDIS_HANDLE) {
+    let _scope = super::kernel::ModelScope::enter();
     let api = "NdisFPauseComplete";
     let Some(mp) = shared().miniport_by_handle(NdisFilterHandle, api) else { return };
     if current_irql() > DISPATCH_LEVEL {
@@ -537,6 +557,7 @@ pub unsafe extern "system" fn NdisFIndicateStatus(
     NdisFilterHandle: NDIS_HANDLE,
     StatusIndication: *mut c_void,
 ) {
+    let _scope = super::kernel::ModelScope::enter();
     let api = "NdisFIndicateStatus";
     let Some(mp) = shared().miniport_by_handle(NdisFilterHandle, api) else { return };
     mp.statuses_passed
@@ -557,6 +578,7 @@ pub unsafe extern "system" fn NdisAllocateTimerObject(
     TimerCharacteristics: *mut NDIS_TIMER_CHARACTERISTICS,
     pTimerObject: PNDIS_HANDLE,
 ) -> NDIS_STATUS {
+    let _scope = super::kernel::ModelScope::enter();
     let api = "NdisAllocateTimerObject";
     let sh = shared();
     if NdisHandle != sh.driver_handle() && sh.miniport_by_handle(NdisHandle, api).is_none() {
@@ -594,6 +616,7 @@ pub unsafe extern "system" fn NdisSetTimerObject(
     MillisecondsPeriod: i32,
     FunctionContext: *mut c_void,
 ) -> u8 {
+    let _scope = super::kernel::ModelScope::enter();
     u8::from(shared().timers.set(TimerObject, DueTime, MillisecondsPeriod, FunctionContext.addr()))
 }
 
@@ -602,6 +625,7 @@ pub unsafe extern "system" fn NdisSetTimerObject(
 /// Called by the driver with the arguments the DDI describes (model NBL chains, its handles).
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn NdisCancelTimerObject(TimerObject: NDIS_HANDLE) -> u8 {
+    let _scope = super::kernel::ModelScope::enter();
     u8::from(shared().timers.cancel(TimerObject))
 }
 
@@ -610,6 +634,7 @@ pub unsafe extern "system" fn NdisCancelTimerObject(TimerObject: NDIS_HANDLE) ->
 /// Called by the driver with the arguments the DDI describes (model NBL chains, its handles).
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn NdisFreeTimerObject(TimerObject: NDIS_HANDLE) {
+    let _scope = super::kernel::ModelScope::enter();
     shared().timers.free(TimerObject);
 }
 
