@@ -121,7 +121,7 @@ def implemented_imports() -> set[tuple[str, str]]:
 
 class Harness:
     def __init__(self, sys_path, *, max_processors=4, budget=DEFAULT_BUDGET,
-                 session_at_load=None, attach_in_register=None, verbose=False):
+                 session_at_load=None, attach_in_register=None, fail=None, verbose=False):
         self.sys_path = Path(sys_path)
         self.verbose = verbose
         self.se = speakeasy.Speakeasy(config=_config())
@@ -171,6 +171,10 @@ class Harness:
         self.session_at_load = session_at_load
         self.attach_in_register = attach_in_register
         self.pending_injections: list[dict] = []
+        # Failure injection: {"EtwRegister" | "NdisFRegisterFilterDriver" | "NdisAllocateTimerObject"
+        # | "NdisFSetAttributes": status to return, "ExAllocatePool2": {n, ...} = fail the n-th call}
+        self.fail = dict(fail or {})
+        self.pool_calls = 0
 
         # Emulated memory: one system-space arena for everything the harness plays.
         self.arena_base = self.se.mem_alloc(ARENA_SIZE, base=ARENA_BASE, tag="harness.arena")
@@ -181,13 +185,14 @@ class Harness:
         self.result_slots = self.alloc(0x100)
         self.result_slot_next = 0
 
-        # Instruction accounting: every instruction of the image and of the harness's stubs.
+        # Instruction accounting: every instruction executed anywhere (the image, the harness's
+        # stubs, or wherever a wild jump lands), so the budget bounds any runaway.
         self.instructions = 0
         self.budget = budget
         self.call_instructions = 0
+        self.call_image_instructions = 0
         self.over_budget = False
-        self.se.add_code_hook(self._count, begin=self.image_base, end=self.image_end - 1)
-        self.se.add_code_hook(self._count, begin=ARENA_BASE, end=self.stub_end - 1)
+        self.se.add_code_hook(self._count, begin=1, end=0)
         # Ownership: the driver must not touch an NBL it has handed on.
         self.se.add_mem_read_hook(self._mem_access, begin=ARENA_BASE, end=ARENA_BASE + ARENA_SIZE - 1)
         self.se.add_mem_write_hook(self._mem_write, begin=ARENA_BASE, end=ARENA_BASE + ARENA_SIZE - 1)
@@ -276,6 +281,8 @@ class Harness:
     def _count(self, emu, addr, size, ctx):
         self.instructions += 1
         self.call_instructions += 1
+        if self.image_base <= addr < self.image_end:
+            self.call_image_instructions += 1
         if self.call_instructions > self.budget and not self.over_budget:
             self.over_budget = True
             self.violation(f"instruction budget of {self.budget} exceeded at {addr:#x}")
@@ -381,6 +388,7 @@ class Harness:
 
     def driver_entry(self):
         self.call_instructions = 0
+        self.call_image_instructions = 0
         self.over_budget = False
         self.se.run_module(self.module)
         run = self.emu.runs[0]
@@ -388,7 +396,7 @@ class Harness:
         self.registry_path = run.args[1]
         self._check_run(run, "DriverEntry", L.PASSIVE_LEVEL)
         self.driver_entry_status = run.ret_val & 0xFFFFFFFF
-        self.last_instructions = self.call_instructions
+        self.last_instructions = self.call_image_instructions  # the driver's own code
         return self.driver_entry_status
 
     def call(self, addr: int, args, *, what: str, irql=L.PASSIVE_LEVEL, cpu=0, stack_args=()):
@@ -406,13 +414,14 @@ class Harness:
         self.irql = irql
         self.cpu = cpu
         self.call_instructions = 0
+        self.call_image_instructions = 0
         self.over_budget = False
         runs_before = len(self.emu.runs)
         self.se.call(addr, args)
         if len(self.emu.runs) != runs_before + 1:
             raise EmulationFailure(f"{what}: speakeasy did not run the call")
         run = self.emu.runs[-1]
-        self.last_instructions = self.call_instructions
+        self.last_instructions = self.call_image_instructions  # the driver's own code
         self._check_run(run, what, irql)
         return run.ret_val
 
@@ -506,6 +515,8 @@ class Harness:
         raw = self.read(chars_ptr, L.NDIS_SIZEOF_FILTER_DRIVER_CHARACTERISTICS_REVISION_2)
         self.ndis["chars_raw"] = raw
         self.ndis["chars"] = self.decode_characteristics(chars_ptr)
+        if "NdisFRegisterFilterDriver" in self.fail:
+            return self.fail["NdisFRegisterFilterDriver"]
         handle = self.alloc(0x40, fill=0xAB)  # opaque filter driver block
         self.w64(handle_ptr, handle)
         self.ndis.update(registered=True, driver_handle=handle, driver_context=context,
@@ -582,6 +593,8 @@ class Harness:
             self.violation(f"NDIS_FILTER_ATTRIBUTES.Flags = {flags:#x}, want 0")
         if not ctx:
             self.violation("NdisFSetAttributes with a NULL module context")
+        if "NdisFSetAttributes" in self.fail:
+            return self.fail["NdisFSetAttributes"]
         rec.ctx = ctx
         return L.NDIS_STATUS_SUCCESS
 
@@ -673,6 +686,8 @@ class Harness:
             self.violation("NDIS_TIMER_CHARACTERISTICS.AllocationTag is 0")
         if not self.in_image(fn):
             self.violation(f"timer function {fn:#x} is outside the image")
+        if "NdisAllocateTimerObject" in self.fail:
+            return self.fail["NdisAllocateTimerObject"]
         timer = self.alloc(0x40, fill=0xAC)
         self.timers[timer] = {"function": fn, "context": ctx, "tag": tag, "armed": False,
                               "freed": False, "owner": ndis_handle, "sets": []}
@@ -863,6 +878,9 @@ class Harness:
             self.violation("EtwRegister called twice")
         if callback and not self.in_image(callback):
             self.violation(f"ETW enable callback {callback:#x} is outside the image")
+        if "EtwRegister" in self.fail:
+            self.w64(p_handle, 0)
+            return self.fail["EtwRegister"]
         reg_handle = 0x4E42534845540001  # opaque REGHANDLE
         self.w64(p_handle, reg_handle)
         self.etw.update(registered=True, guid=guid, enable_callback=callback,
@@ -965,6 +983,10 @@ class Harness:
             self.violation("ExAllocatePool2 with tag 0")
         if size == 0 or size > 0x1000000:
             self.violation(f"ExAllocatePool2 size {size:#x}")
+            return 0
+        self.pool_calls += 1
+        if self.pool_calls in self.fail.get("ExAllocatePool2", ()):
+            self.log("ExAllocatePool2", flags=flags, size=size, failed=True)
             return 0
         canary = 16
         addr = self.alloc(size + canary, align=L.POOL_ALIGNMENT,
