@@ -158,3 +158,20 @@ def test_a_light_session_gets_no_per_packet_events(running):
     h.receive(m, cyc, VALID | DISPATCH | RESOURCES)
     assert [e.name for e in h.events[mark:]] == ["ChainAnomaly"]
     finish(h)
+
+
+@pytest.mark.parametrize("keyword,expected", [
+    (0x4, {"SharedMemorySegment"}),
+    (0x10, {"NetBufferSharedMemory"}),
+    (0x8, {"ChainAnomaly"}),
+    (0x4 | 0x8, {"SharedMemorySegment", "ChainAnomaly"}),
+])
+def test_keywords_select_the_per_packet_events(running, keyword, expected):
+    h, m = running
+    h.enable(level=5, any_keyword=keyword)
+    mark = len(h.events)
+    chain = h.build_chain([[{"data_length": 60, "segments": [(H1, 0, 60, 0)]}],
+                           [{"data_length": 60, "segments": [(H2, 0xFFFFFFF0, 0x20, 0)]}]])
+    h.receive(m, chain, VALID | DISPATCH | RESOURCES)
+    assert {e.name for e in h.events[mark:]} == expected
+    finish(h)

@@ -196,3 +196,32 @@ def test_contract_checks_can_fail(running):
     with pytest.raises(EmulationFailure):
         h.call(h.handler("ReturnNetBufferListsHandler"), [m.ctx, chain.head, 0],
                what="FilterReturnNetBufferLists (double return)")
+
+
+@pytest.mark.parametrize("kind", ["return", "complete"])
+def test_regrouped_hand_backs_complete_the_pause_exactly_at_the_last(running, kind):
+    """NDIS may hand NBLs back in other groupings and orders than it handed them out
+    (ndis-reference A.6): the pause must complete after the last NBL, not before."""
+    h, m = running
+    a, b = h.simple_chain(3), h.simple_chain(2)
+    if kind == "return":
+        h.receive(m, a, VALID | DISPATCH)
+        h.receive(m, b, VALID | DISPATCH)
+        flags, forwarded = L.NDIS_RETURN_FLAGS_DISPATCH_LEVEL, "NdisFReturnNetBufferLists"
+    else:
+        h.send(m, a, L.NDIS_SEND_FLAGS_DISPATCH_LEVEL)
+        h.send(m, b, L.NDIS_SEND_FLAGS_DISPATCH_LEVEL)
+        flags, forwarded = L.NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL, "NdisFSendNetBufferListsComplete"
+    assert h.pause(m) == L.NDIS_STATUS_PENDING
+    groups = [[b.nbls[1], a.nbls[0]], [a.nbls[2]], [b.nbls[0], a.nbls[1]]]
+    results = h.hand_back_regrouped(m, kind, groups, flags)
+    for i, (part, handoffs, calls) in enumerate(results):
+        assert [x["api"] for x in handoffs] == [forwarded]
+        assert handoffs[0]["nbls"] == part.head and handoffs[0]["flags"] == flags
+        assert handoffs[0]["snapshot_equal"]
+        if i == len(results) - 1:
+            assert calls == [forwarded, "NdisFPauseComplete"], calls
+        else:
+            assert calls == [forwarded], (i, calls)
+    assert m.state == "paused" and m.pause_completed == 1
+    finish(h)

@@ -489,7 +489,8 @@ class Harness:
 
     def _give(self, chain: Chain):
         """The chain now belongs to the driver (harness must not have it elsewhere)."""
-        self.forbidden = [f for f in self.forbidden if f[2] != f"chain {chain.head:#x}"]
+        mine = set(chain.ranges)
+        self.forbidden = [f for f in self.forbidden if (f[0], f[1]) not in mine]
         self.owned_by_driver[chain.head] = chain
 
     def _take_back(self, head: int) -> Chain | None:
@@ -1280,6 +1281,49 @@ class Harness:
         if chain.head in self.owned_by_driver:
             self.violation("FilterSendNetBufferListsComplete kept the NBLs")
         return self.handoffs[mark:]
+
+    def hand_back_regrouped(self, rec: ModuleRecord, kind: str, groups, flags):
+        """NDIS may return receives, or complete sends, in other groupings than it handed them
+        out: `groups` lists NBL addresses (from chains indicated up / passed down); each group is
+        relinked into one chain and handed back with FilterReturnNetBufferLists ('return') or
+        FilterSendNetBufferListsComplete ('complete')."""
+        pending = self.indicated_up if kind == "return" else self.passed_down
+        by_nbl = {}
+        for head, entry in pending.items():
+            chain = entry[0]
+            for i, nbl in enumerate(chain.nbls):
+                by_nbl[nbl] = (head, chain, i)
+        wanted = [nbl for g in groups for nbl in g]
+        if sorted(wanted) != sorted(by_nbl) or len(set(wanted)) != len(wanted):
+            raise ValueError("groups must cover every outstanding NBL exactly once")
+        pending.clear()
+        results = []
+        for group in groups:
+            ranges, nbs = [], []
+            for a, b in zip(group, group[1:] + [0]):
+                self.w64(a + L.NBL_NEXT, b)
+                _head, chain, i = by_nbl[a]
+                nbs.append(chain.nbs[i])
+                ranges.append((a, L.NBL_SIZE))
+                ranges += [r for r in chain.ranges if any(r[0] == nb for nb in chain.nbs[i])]
+            part = Chain(head=group[0], nbls=list(group), nbs=nbs, segments=[], ranges=ranges, spec=[])
+            part.resources = False
+            self._give(part)
+            part.snapshot_before = self.snapshot(part)
+            mark = len(self.handoffs)
+            trace_mark = len(self.trace)
+            if kind == "return":
+                irql = L.DISPATCH_LEVEL if flags & L.NDIS_RETURN_FLAGS_DISPATCH_LEVEL else L.PASSIVE_LEVEL
+                self.call(self.handler("ReturnNetBufferListsHandler"), [rec.ctx, part.head, flags],
+                          irql=irql, what="FilterReturnNetBufferLists (regrouped)")
+            else:
+                irql = L.DISPATCH_LEVEL if flags & L.NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL else L.PASSIVE_LEVEL
+                self.call(self.handler("SendNetBufferListsCompleteHandler"), [rec.ctx, part.head, flags],
+                          irql=irql, what="FilterSendNetBufferListsComplete (regrouped)")
+            if part.head in self.owned_by_driver:
+                self.violation("the driver kept NBLs it was handed back")
+            results.append((part, self.handoffs[mark:], [n for n, _ in self.trace[trace_mark:]]))
+        return results
 
     def fire_timer(self, timer):
         t = self.timers[timer]
