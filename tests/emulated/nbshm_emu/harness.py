@@ -15,7 +15,7 @@ import os
 import struct
 import traceback
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import speakeasy
