@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nbshm_emu import layout as L
-from nbshm_emu.harness import Harness
+from nbshm_emu.harness import STACK_DEPTHS, Harness
 
 REPORT: dict = {"receive_instructions": []}
 
@@ -86,6 +86,12 @@ def pytest_terminal_summary(terminalreporter):
         marginal = "" if r.get("marginal_per_nb") is None else f"{r['marginal_per_nb']:.1f}"
         tr.write_line(f"{r['case']:<34}{r['net_buffers']:>5}{r['instructions']:>14}"
                       f"{r['per_nb']:>10.1f}{marginal:>13}")
+    depths = dict(STACK_DEPTHS)
+    REPORT["stack_depth_bytes"] = depths
+    if depths:
+        tr.write_line("")
+        tr.write_line("deepest stack use below each entry point (bytes): " + ", ".join(
+            f"{k} {v}" for k, v in sorted(depths.items(), key=lambda kv: -kv[1])))
     out = os.environ.get("NBSHM_EMU_REPORT")
     if out:
         Path(out).write_text(json.dumps(REPORT, indent=2) + "\n", encoding="utf-8")

@@ -93,3 +93,20 @@ def test_configuration_hooks_report_not_found(loaded):
     assert not h.violations and not h.leaks()
     h.NdisCloseConfiguration(root)
     assert h.violations  # closing twice is flagged
+
+
+def test_stack_use_is_measured_and_bounded(running):
+    """The code hook tracks rsp: a deep receive is measured, and a limit below it is reported."""
+    from nbshm_emu import harness as H
+    h, m = running
+    h.enable(level=5)
+    h.receive(m, h.simple_chain(2), L.NDIS_RECEIVE_FLAGS_SHARED_MEMORY_INFO_VALID | L.NDIS_RECEIVE_FLAGS_RESOURCES)
+    depth = h.last_stack_depth
+    assert 64 < depth <= H.STACK_LIMIT
+    limit, H.STACK_LIMIT = H.STACK_LIMIT, depth - 8
+    try:
+        with pytest.raises(EmulationFailure, match="bytes of stack"):
+            h.receive(m, h.simple_chain(2),
+                      L.NDIS_RECEIVE_FLAGS_SHARED_MEMORY_INFO_VALID | L.NDIS_RECEIVE_FLAGS_RESOURCES)
+    finally:
+        H.STACK_LIMIT = limit

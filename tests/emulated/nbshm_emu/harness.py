@@ -20,6 +20,7 @@ from pathlib import Path
 
 import speakeasy
 import speakeasy.winenv.arch as e_arch
+from unicorn.x86_const import UC_X86_REG_RSP
 
 from . import asm
 from . import layout as L
@@ -32,6 +33,10 @@ UNMAPPED_KERNEL_ADDRESS = 0xFFFFDEADBEEF0000  # never mapped: a read of it fault
 SHARED_MEMORY_HANDLE_BASE = 0xFFFFB00000000000  # handles are opaque: never mapped, never read
 
 DEFAULT_BUDGET = 2_000_000  # instructions per call into the driver
+# Stack a call into the driver may use below its entry (x64 kernel stacks are 24 KiB in all, and
+# NDIS and the protocols above have used part of it before a filter's callback runs).
+STACK_LIMIT = 4096
+STACK_DEPTHS: dict[str, int] = {}  # deepest stack use per entry point over every harness of the run
 EMULATION_TIMEOUT_S = 60
 
 
@@ -192,6 +197,9 @@ class Harness:
         self.call_instructions = 0
         self.call_image_instructions = 0
         self.over_budget = False
+        self.uc = self.emu.emu_eng.emu  # the unicorn engine, for a cheap register read
+        self.call_entry_sp = self.call_min_sp = 0
+        self.stack_depth: dict[str, int] = {}  # deepest stack use below each entry point, bytes
         self.se.add_code_hook(self._count, begin=1, end=0)
         # Ownership: the driver must not touch an NBL it has handed on.
         self.se.add_mem_read_hook(self._mem_access, begin=ARENA_BASE, end=ARENA_BASE + ARENA_SIZE - 1)
@@ -283,6 +291,11 @@ class Harness:
         self.call_instructions += 1
         if self.image_base <= addr < self.image_end:
             self.call_image_instructions += 1
+        sp = self.uc.reg_read(UC_X86_REG_RSP)
+        if self.call_instructions == 1:
+            self.call_entry_sp = self.call_min_sp = sp
+        elif sp < self.call_min_sp:
+            self.call_min_sp = sp
         if self.call_instructions > self.budget and not self.over_budget:
             self.over_budget = True
             self.violation(f"instruction budget of {self.budget} exceeded at {addr:#x}")
@@ -386,6 +399,14 @@ class Harness:
         if problems:
             raise EmulationFailure("\n".join(problems))
 
+    def _record_stack(self, what):
+        depth = self.call_entry_sp - self.call_min_sp
+        self.last_stack_depth = depth
+        self.stack_depth[what] = max(depth, self.stack_depth.get(what, 0))
+        STACK_DEPTHS[what] = max(depth, STACK_DEPTHS.get(what, 0))
+        if depth > STACK_LIMIT:
+            self.violation(f"{what} used {depth} bytes of stack (limit {STACK_LIMIT})")
+
     def driver_entry(self):
         self.call_instructions = 0
         self.call_image_instructions = 0
@@ -394,9 +415,10 @@ class Harness:
         run = self.emu.runs[0]
         self.driver_object = run.args[0]
         self.registry_path = run.args[1]
+        self.last_instructions = self.call_image_instructions  # the driver's own code
+        self._record_stack("DriverEntry")
         self._check_run(run, "DriverEntry", L.PASSIVE_LEVEL)
         self.driver_entry_status = run.ret_val & 0xFFFFFFFF
-        self.last_instructions = self.call_image_instructions  # the driver's own code
         return self.driver_entry_status
 
     def call(self, addr: int, args, *, what: str, irql=L.PASSIVE_LEVEL, cpu=0, stack_args=()):
@@ -422,6 +444,7 @@ class Harness:
             raise EmulationFailure(f"{what}: speakeasy did not run the call")
         run = self.emu.runs[-1]
         self.last_instructions = self.call_image_instructions  # the driver's own code
+        self._record_stack(what.split(" (")[0])
         self._check_run(run, what, irql)
         return run.ret_val
 
