@@ -293,6 +293,8 @@ impl ModelNbl {
                 ChainSpec::Broken { segments, link } if segments.is_empty() => {
                     ptr::without_provenance_mut(*link)
                 }
+                // An empty list is no chain at all (the empty slice's pointer is dangling).
+                _ if n == 0 => ptr::null_mut(),
                 _ => segs,
             };
             mnb.nb.Next = if i + 1 < count { base.wrapping_add(i + 1).cast() } else { ptr::null_mut() };
