@@ -301,30 +301,29 @@ fn dir_stats(d: &DirSnapshot) -> DirStats {
     }
 }
 
-fn module_record(m: &FilterModule) -> ModuleRecord {
-    let s = m.summary();
-    let mut name = [0u16; nbshm_proto::NAME_UNITS];
-    let units = s.name.as_slice();
-    for (d, u) in name.iter_mut().zip(units) {
+/// Writes module `m`'s record into `out` (at least `ModuleRecord::SIZE` bytes). Built in place
+/// from the module, one direction's snapshot at a time rather than through `summary()`: this
+/// runs under the module-list spin lock on a kernel stack (frame budget: docs/ioctl.md).
+fn write_module_record(m: &FilterModule, out: &mut [u8]) -> Option<usize> {
+    let mut record = ModuleRecord::ZERO;
+    let units = m.name.as_slice();
+    for (d, u) in record.name.iter_mut().zip(units) {
         *d = *u;
     }
-    ModuleRecord {
-        id: s.id,
-        if_index: s.if_index,
-        base_if_index: s.base_if_index,
-        media_type: s.media_type.cast_unsigned(),
-        state: s.state as u32,
-        name_length: u32_of(units.len()),
-        distinct_handles: s.distinct_handles,
-        handle_capacity: s.handle_capacity,
-        handle_overflow_segments: s.handle_overflow_segments,
-        in_flight: s.in_flight,
-        resets: m.resets(),
-        reserved: 0,
-        receive: dir_stats(&s.receive),
-        send: dir_stats(&s.send),
-        name,
-    }
+    record.id = m.id;
+    record.if_index = m.if_index;
+    record.base_if_index = m.base_if_index;
+    record.media_type = m.media_type.cast_unsigned();
+    record.state = m.state() as u32;
+    record.name_length = u32_of(units.len());
+    record.distinct_handles = m.handles.distinct();
+    record.handle_capacity = u32_of(m.handles.capacity());
+    record.handle_overflow_segments = m.handles.overflow_segments();
+    record.in_flight = m.io.in_flight();
+    record.resets = m.resets();
+    record.receive = dir_stats(&m.stats.snapshot(Direction::Receive));
+    record.send = dir_stats(&m.stats.snapshot(Direction::Send));
+    record.encode(out)
 }
 
 /// `LIST_MODULES`: the header, then as many whole records as fit; `STATUS_BUFFER_OVERFLOW` if
@@ -336,7 +335,7 @@ fn list_modules(out: &mut [u8]) -> (NTSTATUS, usize) {
     filter::for_each_module(|m| {
         if returned < room {
             let offset = ModuleListHeader::SIZE + returned * ModuleRecord::SIZE;
-            if out.get_mut(offset..).and_then(|dst| module_record(m).encode(dst)).is_some() {
+            if out.get_mut(offset..).and_then(|dst| write_module_record(m, dst)).is_some() {
                 returned += 1;
             }
         }
