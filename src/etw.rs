@@ -154,7 +154,11 @@ macro_rules! events {
     )*) => {
         $(
             $(#[$doc])*
-            #[inline]
+            ///
+            /// Not inlined: each event's data-descriptor array lives in this function's own
+            /// small stack frame instead of adding up in its callers' (kernel stacks are small;
+            /// `cargo xtask check-sys` bounds every frame).
+            #[inline(never)]
             #[allow(clippy::too_many_arguments, reason = "one argument per event field")]
             pub fn $fn_name($($arg: $aty),*) {
                 let _ = write_event!(PROVIDER, $ev, level($level), keyword($kw), $( $fty($fname, &$arg) ),*);

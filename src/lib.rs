@@ -25,6 +25,8 @@ pub mod device;
 pub mod etw;
 pub mod filter;
 pub mod names;
+#[cfg(feature = "kernel")]
+pub mod platform;
 pub mod pool;
 pub mod shmem;
 pub mod stats;

@@ -227,15 +227,14 @@ pub unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
 /// the provider.
 pub fn rundown() {
     DRIVER.for_each_module(|m| {
-        let s = m.summary();
         etw::filter_attached(
             m.id,
             m.if_index,
             m.base_if_index,
             m.name.as_slice(),
             m.media_type.cast_unsigned(),
-            s.handle_capacity,
-            s.state as u32,
+            u32::try_from(m.handles.capacity()).unwrap_or(u32::MAX),
+            m.state() as u32,
         );
         super::timer::emit_usage(m, 0);
     });

@@ -8,6 +8,7 @@ use super::driver::DRIVER;
 use super::module::{FilterModule, ModuleState, WideName};
 use crate::config::{CONFIG, Keyword};
 use crate::etw;
+use crate::stats::Direction;
 use crate::sys::{
     ALL_PROCESSOR_GROUPS, KeQueryMaximumProcessorCountEx, NDIS_FILTER_ATTACH_PARAMETERS,
     NDIS_FILTER_ATTRIBUTES, NDIS_FILTER_ATTRIBUTES_REVISION_1, NDIS_FILTER_PAUSE_PARAMETERS,
@@ -119,17 +120,17 @@ pub(crate) unsafe extern "system" fn filter_detach(ctx: NDIS_HANDLE) {
         let m = unsafe { module.as_ref() };
         m.set_state(ModuleState::Detaching);
         DRIVER.remove_module(module);
-        let s = m.summary();
+        let (rx, tx) = (m.stats.snapshot(Direction::Receive), m.stats.snapshot(Direction::Send));
         etw::filter_detached(
             m.id,
             m.if_index,
             m.name.as_slice(),
-            s.receive.net_buffers,
-            s.send.net_buffers,
-            s.receive.segments + s.send.segments,
-            s.receive.shared_bytes + s.send.shared_bytes,
-            s.receive.anomalies_total() + s.send.anomalies_total(),
-            s.distinct_handles,
+            rx.net_buffers,
+            tx.net_buffers,
+            rx.segments + tx.segments,
+            rx.shared_bytes + tx.shared_bytes,
+            rx.anomalies_total() + tx.anomalies_total(),
+            m.handles.distinct(),
         );
     }
     // SAFETY: the module is live until the free below.

@@ -121,9 +121,9 @@ unsafe extern "system" fn usage_timer(
 
 /// Writes UsageSnapshot (both directions) and HandleUsage (every handle) for a module.
 pub(crate) fn emit_usage(m: &FilterModule, interval_ms: u32) {
-    let s = m.summary();
+    let distinct_handles = m.handles.distinct();
     for dir in Direction::ALL {
-        let d = if dir == Direction::Receive { &s.receive } else { &s.send };
+        let d = &m.stats.snapshot(dir);
         let a = &d.anomalies;
         etw::usage_snapshot(
             m.id,
@@ -135,7 +135,7 @@ pub(crate) fn emit_usage(m: &FilterModule, interval_ms: u32) {
             d.with_shared_memory,
             d.segments,
             d.shared_bytes,
-            s.distinct_handles,
+            distinct_handles,
             d.max_chain,
             d.anomalies_total(),
             a[0],

@@ -660,6 +660,8 @@ pub struct Shared {
     miniports: RwLock<Vec<Arc<Miniport>>>,
     pub(crate) timers: Timers,
     live_nbls: AtomicI64,
+    /// Completion/return callbacks the model's workers are inside.
+    worker_callbacks: AtomicI64,
     next_nbl_id: AtomicU64,
     workers: Mutex<Vec<JoinHandle<()>>>,
     completer: Mutex<Option<Sender<Work>>>,
@@ -851,10 +853,12 @@ fn complete_sends(sh: &Shared, mp: &Arc<Miniport>, nbls: Vec<usize>, rng: &mut R
         } else {
             (PASSIVE_LEVEL, 0)
         };
+        sh.worker_callbacks.fetch_add(1, Ordering::AcqRel);
         at_irql(irql, || {
             // SAFETY: the driver's handler with its module context and NBLs it passed down.
             unsafe { complete(ctx, head, flags) };
         });
+        sh.worker_callbacks.fetch_sub(1, Ordering::AcqRel);
     });
 }
 
@@ -873,10 +877,12 @@ fn return_receives(sh: &Shared, mp: &Arc<Miniport>, nbls: Vec<usize>, rng: &mut 
     regroup(nbls, rng, |head| {
         let (irql, flags) =
             if dispatch { (DISPATCH_LEVEL, NDIS_RETURN_FLAGS_DISPATCH_LEVEL) } else { (PASSIVE_LEVEL, 0) };
+        sh.worker_callbacks.fetch_add(1, Ordering::AcqRel);
         at_irql(irql, || {
             // SAFETY: the driver's handler with its module context and NBLs it indicated up.
             unsafe { ret(ctx, head, flags) };
         });
+        sh.worker_callbacks.fetch_sub(1, Ordering::AcqRel);
     });
 }
 
@@ -1042,6 +1048,7 @@ impl Model {
             miniports: RwLock::new(Vec::new()),
             timers: Timers::default(),
             live_nbls: AtomicI64::new(0),
+            worker_callbacks: AtomicI64::new(0),
             next_nbl_id: AtomicU64::new(1),
             workers: Mutex::new(Vec::new()),
             completer: Mutex::new(None),
@@ -1466,12 +1473,13 @@ impl Model {
         mp.statuses_passed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&p.addr())
     }
 
-    /// Waits until every NBL is home (completed or returned). Records a violation on timeout.
+    /// Waits until every NBL is home (completed or returned) and the model's workers have
+    /// left the driver's completion/return callbacks. Records a violation on timeout.
     pub fn quiesce(&self) -> bool {
         let sh = self.shared;
         let deadline = Instant::now() + sh.opts.drain_timeout;
         let mut g = sh.home.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        while sh.live_nbls.load(Ordering::Acquire) != 0 {
+        while sh.live_nbls.load(Ordering::Acquire) != 0 || sh.worker_callbacks.load(Ordering::Acquire) != 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 violation(

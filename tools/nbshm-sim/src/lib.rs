@@ -436,6 +436,11 @@ fn run_sim(args: &Args, out: &Output) -> Result<u8, String> {
         progress: (!args.json).then_some(Duration::from_secs(1)),
     };
     let report = run(&model, &spec, args.cpus);
+    if args.events {
+        // As WPR does for a profile with CaptureStateOnSave (etw/nbshm.wprp) when the trace is
+        // saved: ask for a rundown, so the trace ends with every module's totals.
+        recorder::capture_state();
+    }
     let records = driver_modules(&model)?;
     let per_module = modules_json(&records);
     let (driver, driver_distinct_handles) = driver_totals(&records);
