@@ -303,7 +303,7 @@ fn dir_stats(d: &DirSnapshot) -> DirStats {
 
 /// Writes module `m`'s record into `out` (at least `ModuleRecord::SIZE` bytes). Built in place
 /// from the module, one direction's snapshot at a time rather than through `summary()`: this
-/// runs under the module-list spin lock on a kernel stack (frame budget: docs/ioctl.md).
+/// runs under the module-list spin lock on a kernel stack (frame limit: docs/cross-build.md).
 fn write_module_record(m: &FilterModule, out: &mut [u8]) -> Option<usize> {
     let mut record = ModuleRecord::ZERO;
     let units = m.name.as_slice();
