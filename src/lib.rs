@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod dbgprint;
+pub mod device;
 pub mod etw;
 pub mod filter;
 pub mod names;

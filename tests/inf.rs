@@ -1,6 +1,7 @@
 //! `inf/nbshm.inx` carries every key NDIS needs for a monitoring lightweight filter, and agrees
 //! with the names the driver registers (ndis-reference.md section B; names in src/names.rs).
 
+use nbshm::config::KEYWORDS;
 use nbshm::host::inf::Inf;
 use nbshm::names::{COMPONENT_ID, IMAGE_NAME, SERVICE_NAME, UNIQUE_NAME};
 
@@ -135,6 +136,33 @@ fn every_string_token_is_defined() {
             for v in line.values.iter().chain(line.key.iter()) {
                 inf.expand(v, line.line_no).unwrap_or_else(|e| panic!("[{}] {e}", section.name));
             }
+        }
+    }
+}
+
+#[test]
+fn parameters_carry_every_keyword_with_the_drivers_default() {
+    let inf = inf();
+    for (section, _) in install_sections(&inf) {
+        let add = inf.values(&format!("{section}.Services"), "AddService").unwrap();
+        let svc = &add[2];
+        let addreg = inf.value(svc, "AddReg").unwrap_or_else(|e| panic!("[{svc}] AddReg: {e}"));
+        let lines = &inf.section(&addreg).unwrap().lines;
+        let mut listed = Vec::new();
+        for l in lines {
+            assert_eq!(l.values[0], "HKR", "[{addreg}] line {}", l.line_no);
+            assert_eq!(l.values[1], "Parameters", "[{addreg}] line {}", l.line_no);
+            assert_eq!(Inf::parse_int(&l.values[3]).unwrap(), 0x0001_0001, "{} is a REG_DWORD", l.values[2]);
+            listed.push((l.values[2].clone(), Inf::parse_int(&l.values[4]).unwrap()));
+        }
+        for k in &KEYWORDS {
+            let found: Vec<_> = listed.iter().filter(|(n, _)| n == k.name).collect();
+            assert_eq!(found.len(), 1, "[{addreg}] sets {} once", k.name);
+            assert_eq!(found[0].1, u64::from(k.default), "[{addreg}] {} default", k.name);
+        }
+        let known = |n: &str| n == "NdisImPlatformBindingOptions" || KEYWORDS.iter().any(|k| k.name == n);
+        for (n, _) in &listed {
+            assert!(known(n), "[{addreg}] sets {n}, which no code reads");
         }
     }
 }

@@ -149,7 +149,9 @@ pub fn characteristics() -> NDIS_FILTER_DRIVER_CHARACTERISTICS {
     }
 }
 
-/// DriverEntry: register the ETW provider, then the filter with NDIS, then the control device.
+/// DriverEntry: register the ETW provider, then the filter with NDIS, read the registry, then
+/// register the control device. A failure after the filter registered undoes it (deregister the
+/// filter, unregister ETW) and returns the status.
 ///
 /// # Safety
 /// Called once by the I/O manager (or the host model) at PASSIVE_LEVEL with a valid driver
@@ -179,20 +181,39 @@ pub unsafe fn driver_entry(driver: *mut DRIVER_OBJECT, registry_path: *const UNI
         return status;
     }
     DRIVER.filter_driver_handle.store(handle, Ordering::Release);
+    // HandleTableSize applies at attach: a module NDIS attaches before this read returns (NDIS
+    // may start attaching as soon as the registration returns) gets the default capacity.
+    super::registry::read(handle);
+    let status = crate::device::register(handle);
+    if !NT_SUCCESS(status) {
+        crate::dbgprint::print(
+            DPFLTR_ERROR_LEVEL,
+            format_args!("nbshm: NdisRegisterDeviceEx failed: {:#010x}\n", status.cast_unsigned()),
+        );
+        DRIVER.filter_driver_handle.store(ptr::null_mut(), Ordering::Release);
+        // SAFETY: the handle NdisFRegisterFilterDriver gave us; PASSIVE_LEVEL. NDIS detaches any
+        // module it attached meanwhile.
+        unsafe { NdisFDeregisterFilterDriver(handle) };
+        DRIVER.driver_object.store(ptr::null_mut(), Ordering::Release);
+        etw::unregister();
+        return status;
+    }
     // SAFETY: callable at PASSIVE.
     let cpus = unsafe { KeQueryMaximumProcessorCountEx(ALL_PROCESSOR_GROUPS) };
     etw::driver_loaded(DRIVER_VERSION, NDIS_FILTER_MAJOR_VERSION, NDIS_FILTER_MINOR_VERSION, cpus);
     STATUS_SUCCESS
 }
 
-/// DriverUnload (FilterDriverUnload): deregister from NDIS (which detaches any module still
-/// attached), then the ETW provider, last.
+/// DriverUnload (FilterDriverUnload): remove the control device (so no IOCTL can reach a
+/// module any more), deregister from NDIS (which detaches any module still attached), then the
+/// ETW provider, last.
 ///
 /// # Safety
 /// Called once by the I/O manager (or the host model) at PASSIVE_LEVEL after DriverEntry
 /// succeeded.
 pub unsafe extern "system" fn driver_unload(_driver: *mut DRIVER_OBJECT) {
     etw::driver_unloading(DRIVER_VERSION, NDIS_FILTER_MAJOR_VERSION, NDIS_FILTER_MINOR_VERSION);
+    crate::device::deregister();
     let handle = DRIVER.filter_driver_handle.swap(ptr::null_mut(), Ordering::AcqRel);
     if !handle.is_null() {
         // SAFETY: the handle NdisFRegisterFilterDriver gave us; PASSIVE_LEVEL.
@@ -219,9 +240,35 @@ pub fn rundown() {
     });
 }
 
-/// Summaries of every attached module (control device, tests).
+/// Summaries of every attached module (rundown, tests).
 pub fn for_each_module_summary(mut f: impl FnMut(&ModuleSummary)) {
     DRIVER.for_each_module(|m| f(&m.summary()));
+}
+
+/// Calls `f` for every attached module under the module-list spin lock (DISPATCH_LEVEL: `f`
+/// must not block, allocate or touch pageable memory).
+pub fn for_each_module(f: impl FnMut(&FilterModule)) {
+    DRIVER.for_each_module(f);
+}
+
+/// Modules attached now.
+#[must_use]
+pub fn module_count() -> u32 {
+    let mut n = 0u32;
+    DRIVER.for_each_module(|_| n = n.saturating_add(1));
+    n
+}
+
+/// Re-arms the usage timer of every running module with the current `UsageIntervalMs`;
+/// returns how many were re-armed (control device, <= DISPATCH_LEVEL).
+pub fn rearm_usage_timers() -> u32 {
+    let mut n = 0u32;
+    DRIVER.for_each_module(|m| {
+        if super::timer::rearm(m) {
+            n = n.saturating_add(1);
+        }
+    });
+    n
 }
 
 /// Runs `f` on module `id` under the list lock; None if no such module.

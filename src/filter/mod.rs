@@ -14,9 +14,10 @@ mod datapath;
 mod driver;
 mod lifecycle;
 pub mod module;
+pub mod registry;
 mod timer;
 
 pub use driver::{
     DRIVER_MAJOR, DRIVER_MINOR, DRIVER_VERSION, characteristics, driver_entry, driver_unload,
-    for_each_module_summary, rundown, with_module,
+    for_each_module, for_each_module_summary, module_count, rearm_usage_timers, rundown, with_module,
 };

@@ -5,6 +5,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use crate::pool::{self, AlignedBlock};
 use crate::stats::{BatchCounts, CpuStats, DirSnapshot, Direction, HandleEntry, HandleTable, PerCpuStats};
+use crate::sync::SpinLock;
 use crate::sys::{KeGetCurrentProcessorNumberEx, NDIS_HANDLE, UNICODE_STRING};
 
 /// `'NbsM'`: marks a live module context (cleared before it is freed).
@@ -197,6 +198,10 @@ pub struct FilterModule {
     pub(crate) pause_reason: AtomicU32,
     /// The usage timer object (NULL if none).
     pub(crate) timer: AtomicPtr<core::ffi::c_void>,
+    /// Whether the usage timer should run (set by FilterRestart, cleared by FilterPause). Its
+    /// lock orders arming against disarming, so that a control-device re-arm (new
+    /// `UsageIntervalMs`) never re-queues the timer of a module that is pausing.
+    pub(crate) timer_armed: SpinLock<bool>,
 }
 
 /// What a module looks like from outside (control device, rundown, tests).
@@ -289,6 +294,7 @@ impl FilterModule {
                 resets: AtomicU32::new(0),
                 pause_reason: AtomicU32::new(0),
                 timer: AtomicPtr::new(core::ptr::null_mut()),
+                timer_armed: SpinLock::new(false),
             });
         }
         Some(module)
@@ -381,6 +387,12 @@ impl FilterModule {
             handle_overflow_segments: self.handles.overflow_segments(),
             in_flight: self.io.in_flight(),
         }
+    }
+
+    /// Statistics resets since attach.
+    #[must_use]
+    pub fn resets(&self) -> u32 {
+        self.resets.load(Ordering::Relaxed)
     }
 
     /// Zeroes the statistics and the handle table.

@@ -45,6 +45,23 @@ pub(crate) fn allocate(m: &FilterModule) -> NDIS_STATUS {
 
 /// Arms the periodic timer (FilterRestart).
 pub(crate) fn start(m: &FilterModule) {
+    let mut armed = m.timer_armed.lock();
+    *armed = true;
+    arm(m);
+}
+
+/// Re-arms the timer with the current `UsageIntervalMs` if the module's timer runs (the
+/// control device changed the interval); returns whether it did. `NdisSetTimerObject` on a
+/// queued timer re-queues it with the new due time and period. Callable at <= DISPATCH_LEVEL.
+pub(crate) fn rearm(m: &FilterModule) -> bool {
+    let armed = m.timer_armed.lock();
+    if *armed {
+        arm(m);
+    }
+    *armed
+}
+
+fn arm(m: &FilterModule) {
     let timer = m.timer.load(Ordering::Acquire);
     if timer.is_null() {
         return;
@@ -62,12 +79,13 @@ pub(crate) fn start(m: &FilterModule) {
     };
 }
 
-/// Disarms it (FilterPause). A callback already running may still finish; it only reads the
-/// module's counters, and the module lives until detach, which waits for it.
+/// Disarms it (FilterPause, PASSIVE_LEVEL). A callback already running may still finish; it
+/// only reads the module's counters, and the module lives until detach, which waits for it.
 pub(crate) fn stop(m: &FilterModule) {
+    *m.timer_armed.lock() = false;
     let timer = m.timer.load(Ordering::Acquire);
     if !timer.is_null() {
-        // SAFETY: a timer object of ours.
+        // SAFETY: a timer object of ours; PASSIVE_LEVEL (a periodic timer's cancel waits).
         let _ = unsafe { NdisCancelTimerObject(timer) };
     }
 }

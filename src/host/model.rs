@@ -37,8 +37,10 @@ use crate::sys::{
     NTSTATUS, NdisMedium802_3, PASSIVE_LEVEL, UNICODE_STRING,
 };
 
+use super::device::DeviceState;
 use super::kernel::{self, at_irql};
 use super::packets::{self, ModelNbl, NblSpec, Owner};
+use super::registry::{ConfigState, RegValue};
 use super::violations::{self, violation};
 
 /// The driver's registered handlers, as the model copied them from the characteristics.
@@ -88,6 +90,10 @@ pub struct ModelOptions {
     /// the chain they were given and return), so a benchmark times the filter, not the model.
     /// Use with the `lean_*` methods and NBLs the benchmark owns.
     pub lean: bool,
+    /// The service's `Parameters` key: its values, or None if the key does not exist.
+    pub registry: Option<Vec<(String, RegValue)>>,
+    /// Make `NdisRegisterDeviceEx` fail with this status (after checking its arguments).
+    pub device_registration_failure: Option<NTSTATUS>,
 }
 
 impl Default for ModelOptions {
@@ -105,6 +111,8 @@ impl Default for ModelOptions {
             seed: 1,
             drain_timeout: Duration::from_secs(20),
             lean: false,
+            registry: Some(Vec::new()),
+            device_registration_failure: None,
         }
     }
 }
@@ -402,6 +410,15 @@ impl Miniport {
         self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
     }
 
+    /// Those handles, sorted.
+    #[must_use]
+    pub fn expected_handle_set(&self) -> Vec<usize> {
+        let mut v: Vec<usize> =
+            self.handles.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
     /// How many times FilterPause returned pending on this miniport.
     #[must_use]
     pub fn pauses_pended(&self) -> u64 {
@@ -604,6 +621,18 @@ impl Timers {
         due.len()
     }
 
+    /// The period of every armed, live timer (zero for a one-shot timer).
+    #[must_use]
+    pub fn armed_periods(&self) -> Vec<Duration> {
+        self.list
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|t| t.armed && !t.freed)
+            .map(|t| t.period)
+            .collect()
+    }
+
     /// Live (allocated, not freed) timer objects.
     #[must_use]
     pub fn live(&self) -> usize {
@@ -644,6 +673,8 @@ pub struct Shared {
     returner: Mutex<Option<Sender<Work>>>,
     home: Mutex<()>,
     home_cv: Condvar,
+    pub(crate) config: ConfigState,
+    pub(crate) device: DeviceState,
 }
 
 impl std::fmt::Debug for Shared {
@@ -1041,6 +1072,8 @@ impl Model {
             returner: Mutex::new(None),
             home: Mutex::new(()),
             home_cv: Condvar::new(),
+            config: ConfigState::default(),
+            device: DeviceState::default(),
         }));
         SHARED.store(ptr::from_mut(shared), Ordering::Release);
         if shared.opts.asynchronous {
@@ -1078,6 +1111,12 @@ impl Model {
             crate::filter::driver_entry(sh.driver_object_ptr(), &raw const regpath)
         });
         sh.in_driver_entry.store(false, Ordering::Release);
+        if sh.config.open_handles() != 0 {
+            violation(
+                "NdisCloseConfiguration",
+                format!("{} configuration handles left open by DriverEntry", sh.config.open_handles()),
+            );
+        }
         if status >= 0 {
             if !sh.registered.load(Ordering::Acquire) {
                 violation("DriverEntry", "succeeded without registering the filter driver".into());
@@ -1090,8 +1129,13 @@ impl Model {
                 violation("DriverEntry", "FilterDriverContext is not the driver object".into());
             }
             self.loaded = true;
-        } else if sh.registered.load(Ordering::Acquire) {
-            violation("DriverEntry", "failed but left the filter driver registered".into());
+        } else {
+            if sh.registered.load(Ordering::Acquire) {
+                violation("DriverEntry", "failed but left the filter driver registered".into());
+            }
+            if sh.device.is_registered() {
+                violation("DriverEntry", "failed but left the control device registered".into());
+            }
         }
         status
     }
@@ -1112,6 +1156,15 @@ impl Model {
         self.loaded = false;
         if sh.registered.load(Ordering::Acquire) {
             violation("DriverUnload", "returned without NdisFDeregisterFilterDriver".into());
+        }
+        if sh.device.is_registered() {
+            violation("DriverUnload", "returned without NdisDeregisterDeviceEx".into());
+        }
+        if sh.config.open_handles() != 0 {
+            violation(
+                "NdisCloseConfiguration",
+                format!("{} configuration handles open at unload", sh.config.open_handles()),
+            );
         }
         for (addr, block) in kernel::pool_allocations() {
             violation(
@@ -1565,6 +1618,12 @@ impl Model {
     pub fn fire_timers(&self, all: bool) -> usize {
         let _scope = kernel::ModelScope::enter();
         self.shared.timers.fire(all)
+    }
+
+    /// The period of every armed timer.
+    #[must_use]
+    pub fn armed_timer_periods(&self) -> Vec<Duration> {
+        self.shared.timers.armed_periods()
     }
 
     /// Violations recorded so far.

@@ -205,8 +205,11 @@ pub unsafe extern "system" fn NdisFDeregisterFilterDriver(NdisFilterDriverHandle
     if current_irql() != PASSIVE_LEVEL {
         violation(api, "not at PASSIVE_LEVEL".into());
     }
-    if !sh.in_unload.load(Ordering::Acquire) {
-        violation(api, "called outside DriverUnload".into());
+    if !sh.in_unload.load(Ordering::Acquire) && !sh.in_driver_entry.load(Ordering::Acquire) {
+        violation(api, "called outside DriverUnload (or a failing DriverEntry)".into());
+    }
+    if sh.device.is_registered() {
+        violation(api, "the control device is still registered: NdisDeregisterDeviceEx comes first".into());
     }
     for mp in sh.miniport_list() {
         sh.teardown_miniport(&mp);

@@ -56,6 +56,8 @@ pub const NDIS_FILTER_PAUSE_PARAMETERS_REVISION_1: u8 = 1;
 pub const NDIS_DEVICE_OBJECT_ATTRIBUTES_REVISION_1: u8 = 1;
 /// `NDIS_TIMER_CHARACTERISTICS_REVISION_1`.
 pub const NDIS_TIMER_CHARACTERISTICS_REVISION_1: u8 = 1;
+/// `NDIS_CONFIGURATION_OBJECT_REVISION_1`.
+pub const NDIS_CONFIGURATION_OBJECT_REVISION_1: u8 = 1;
 
 // --- NDIS_SIZEOF_* on 64-bit targets (D.3: RTL_SIZEOF_THROUGH_FIELD, no tail padding) --------
 /// `NDIS_SIZEOF_FILTER_DRIVER_CHARACTERISTICS_REVISION_1` (through `StatusHandler`).
@@ -82,6 +84,9 @@ pub const NDIS_SIZEOF_FILTER_PAUSE_PARAMETERS_REVISION_1: u16 = 0x0C;
 pub const NDIS_SIZEOF_DEVICE_OBJECT_ATTRIBUTES_REVISION_1: u16 = 0x38;
 /// `NDIS_SIZEOF_TIMER_CHARACTERISTICS_REVISION_1` (through `FunctionContext`).
 pub const NDIS_SIZEOF_TIMER_CHARACTERISTICS_REVISION_1: u16 = 0x18;
+/// `NDIS_SIZEOF_CONFIGURATION_OBJECT_REVISION_1`: through `Flags` (0x14, derived; abi-facts 2.4:
+/// a decompiled ndis.sys accepts `Size >= 0x14`, so the padded `sizeof`, 0x18, passes too).
+pub const NDIS_SIZEOF_CONFIGURATION_OBJECT_REVISION_1: u16 = 0x14;
 
 // --- NDIS_STATUS / NTSTATUS (D.5) -------------------------------------------------------------
 // `cast_signed` reinterprets the documented unsigned hex as the signed 32-bit type.
@@ -111,6 +116,10 @@ pub const STATUS_SUCCESS: NTSTATUS = 0;
 pub const STATUS_UNSUCCESSFUL: NTSTATUS = 0xC000_0001_u32.cast_signed();
 /// `STATUS_INSUFFICIENT_RESOURCES`.
 pub const STATUS_INSUFFICIENT_RESOURCES: NTSTATUS = 0xC000_009A_u32.cast_signed();
+/// `STATUS_INVALID_DEVICE_REQUEST`.
+pub const STATUS_INVALID_DEVICE_REQUEST: NTSTATUS = 0xC000_0010_u32.cast_signed();
+/// `STATUS_OBJECT_NAME_COLLISION`.
+pub const STATUS_OBJECT_NAME_COLLISION: NTSTATUS = 0xC000_0035_u32.cast_signed();
 
 /// `NT_SUCCESS(status)`: success and informational codes are non-negative.
 #[must_use]
@@ -234,3 +243,35 @@ pub const DPFLTR_IHVNETWORK_ID: u32 = 80;
 pub const DPFLTR_ERROR_LEVEL: u32 = 0;
 /// `DPFLTR_INFO_LEVEL`.
 pub const DPFLTR_INFO_LEVEL: u32 = 3;
+
+// --- Configuration (abi-facts 2.4) --------------------------------------------------------------
+/// `NdisParameterInteger`.
+pub const NdisParameterInteger: i32 = 0;
+/// `NdisParameterHexInteger`.
+pub const NdisParameterHexInteger: i32 = 1;
+/// `NdisParameterString`.
+pub const NdisParameterString: i32 = 2;
+/// `NdisParameterMultiString`.
+pub const NdisParameterMultiString: i32 = 3;
+/// `NdisParameterBinary`.
+pub const NdisParameterBinary: i32 = 4;
+/// `NDIS_CONFIG_FLAG_FILTER_INSTANCE_CONFIGURATION` (module handles of monitoring filters only).
+pub const NDIS_CONFIG_FLAG_FILTER_INSTANCE_CONFIGURATION: u32 = 0x1;
+
+// --- I/O manager (abi-facts 2.7) ------------------------------------------------------------------
+/// `IRP_MJ_CREATE`.
+pub const IRP_MJ_CREATE: u8 = 0x00;
+/// `IRP_MJ_CLOSE`.
+pub const IRP_MJ_CLOSE: u8 = 0x02;
+/// `IRP_MJ_DEVICE_CONTROL`.
+pub const IRP_MJ_DEVICE_CONTROL: u8 = 0x0E;
+/// `IRP_MJ_INTERNAL_DEVICE_CONTROL`.
+pub const IRP_MJ_INTERNAL_DEVICE_CONTROL: u8 = 0x0F;
+/// `IRP_MJ_CLEANUP`.
+pub const IRP_MJ_CLEANUP: u8 = 0x12;
+/// `IRP_MJ_POWER`.
+pub const IRP_MJ_POWER: u8 = 0x16;
+/// `IRP_MJ_PNP` (= `IRP_MJ_MAXIMUM_FUNCTION`).
+pub const IRP_MJ_PNP: u8 = 0x1B;
+/// `IO_NO_INCREMENT`: the priority boost for a request completed synchronously.
+pub const IO_NO_INCREMENT: i8 = 0;

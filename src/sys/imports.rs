@@ -15,9 +15,10 @@
 use core::ffi::c_void;
 
 use super::types::{
-    DRIVER_OBJECT, KIRQL, KSPIN_LOCK, NDIS_FILTER_ATTRIBUTES, NDIS_FILTER_DRIVER_CHARACTERISTICS,
-    NDIS_HANDLE, NDIS_PORT_NUMBER, NDIS_STATUS, NDIS_TIMER_CHARACTERISTICS, PNDIS_HANDLE, PNET_BUFFER_LIST,
-    POOL_FLAGS, PROCESSOR_NUMBER,
+    DEVICE_OBJECT, DRIVER_OBJECT, IRP, KIRQL, KSPIN_LOCK, NDIS_CONFIGURATION_OBJECT,
+    NDIS_CONFIGURATION_PARAMETER, NDIS_DEVICE_OBJECT_ATTRIBUTES, NDIS_FILTER_ATTRIBUTES,
+    NDIS_FILTER_DRIVER_CHARACTERISTICS, NDIS_HANDLE, NDIS_PARAMETER_TYPE, NDIS_PORT_NUMBER, NDIS_STATUS,
+    NDIS_TIMER_CHARACTERISTICS, PNDIS_HANDLE, PNDIS_STRING, PNET_BUFFER_LIST, POOL_FLAGS, PROCESSOR_NUMBER,
 };
 
 /// Declares one import module: an `extern "system"` block (linked to `$lib` in kernel builds)
@@ -107,6 +108,40 @@ kernel_imports! {
         fn NdisCancelTimerObject(TimerObject: NDIS_HANDLE) -> u8;
         /// Frees a timer object (cancelled and drained first).
         fn NdisFreeTimerObject(TimerObject: NDIS_HANDLE);
+        /// Creates a named device object and its symbolic link for an NDIS driver; NDIS routes
+        /// its IRPs to `MajorFunctions` (PASSIVE).
+        fn NdisRegisterDeviceEx(
+            NdisHandle: NDIS_HANDLE,
+            DeviceObjectAttributes: *mut NDIS_DEVICE_OBJECT_ATTRIBUTES,
+            pDeviceObject: *mut *mut DEVICE_OBJECT,
+            NdisDeviceHandle: PNDIS_HANDLE,
+        ) -> NDIS_STATUS;
+        /// Deletes a device registered with `NdisRegisterDeviceEx` (PASSIVE).
+        fn NdisDeregisterDeviceEx(NdisDeviceHandle: NDIS_HANDLE);
+        /// Opens the registry key of `ConfigObject->NdisHandle` (PASSIVE).
+        fn NdisOpenConfigurationEx(
+            ConfigObject: *mut NDIS_CONFIGURATION_OBJECT,
+            ConfigurationHandle: PNDIS_HANDLE,
+        ) -> NDIS_STATUS;
+        /// Opens a named subkey of an open configuration key (PASSIVE); close it with
+        /// `NdisCloseConfiguration`.
+        fn NdisOpenConfigurationKeyByName(
+            Status: *mut NDIS_STATUS,
+            ConfigurationHandle: NDIS_HANDLE,
+            SubKeyName: PNDIS_STRING,
+            SubKeyHandle: PNDIS_HANDLE,
+        );
+        /// Reads a named value; the parameter it returns lives until the handle is closed
+        /// (PASSIVE).
+        fn NdisReadConfiguration(
+            Status: *mut NDIS_STATUS,
+            ParameterValue: *mut *mut NDIS_CONFIGURATION_PARAMETER,
+            ConfigurationHandle: NDIS_HANDLE,
+            Keyword: PNDIS_STRING,
+            ParameterType: NDIS_PARAMETER_TYPE,
+        );
+        /// Closes a configuration handle and frees what reads through it returned (PASSIVE).
+        fn NdisCloseConfiguration(ConfigurationHandle: NDIS_HANDLE);
     }
 }
 
@@ -144,6 +179,9 @@ kernel_imports! {
         fn KeReleaseSpinLock(SpinLock: *mut KSPIN_LOCK, NewIrql: KIRQL);
         /// Waits until every DPC queued before the call has run (PASSIVE).
         fn KeFlushQueuedDpcs();
+        /// Completes an IRP (`IoCompleteRequest` is the WDK's macro over this export); the
+        /// driver must not touch the IRP afterwards (<= DISPATCH).
+        fn IofCompleteRequest(Irp: *mut IRP, PriorityBoost: i8);
     }
 }
 

@@ -280,3 +280,82 @@ offsets!(NDIS_TIMER_CHARACTERISTICS {
 });
 const _: () =
     assert!(size_of::<NDIS_TIMER_CHARACTERISTICS>() == NDIS_SIZEOF_TIMER_CHARACTERISTICS_REVISION_1 as usize);
+
+// --- IRP, IO_STACK_LOCATION, IO_STATUS_BLOCK (abi-facts 1.3-1.5: ntdiff PDB-derived x64 headers
+// of Windows 10 1809 ntoskrnl.exe/ndis.sys, identical in the 20H1 ARM64 headers) ----------------
+offsets!(IO_STATUS_BLOCK { Status: 0x00, Information: 0x08 });
+const _: () = assert!(size_of::<IO_STATUS_BLOCK>() == 0x10);
+offsets!(IRP {
+    Type: 0x00,
+    Size: 0x02,
+    AllocationProcessorNumber: 0x04,
+    Reserved: 0x06,
+    MdlAddress: 0x08,
+    Flags: 0x10,
+    SystemBuffer: 0x18,
+    ThreadListEntry: 0x20,
+    IoStatus: 0x30,
+    RequestorMode: 0x40,
+    PendingReturned: 0x41,
+    StackCount: 0x42,
+    CurrentLocation: 0x43,
+    Cancel: 0x44,
+    CancelIrql: 0x45,
+    ApcEnvironment: 0x46,
+    AllocationFlags: 0x47,
+    UserIosb: 0x48,
+    UserEvent: 0x50,
+    Overlay: 0x58,
+    CancelRoutine: 0x68,
+    UserBuffer: 0x70,
+    DriverContext: 0x78,
+    Thread: 0x98,
+    AuxiliaryBuffer: 0xA0,
+    ListEntry: 0xA8,
+    CurrentStackLocation: 0xB8,
+    OriginalFileObject: 0xC0,
+    IrpExtension: 0xC8,
+});
+const _: () = assert!(size_of::<IRP>() == 0xD0);
+offsets!(IO_STACK_LOCATION_DEVICE_IO_CONTROL {
+    OutputBufferLength: 0x00,
+    InputBufferLength: 0x08,
+    IoControlCode: 0x10,
+    Type3InputBuffer: 0x18,
+});
+offsets!(IO_STACK_LOCATION_CREATE {
+    SecurityContext: 0x00,
+    Options: 0x08,
+    FileAttributes: 0x10,
+    ShareAccess: 0x12,
+    EaLength: 0x18,
+});
+const _: () = assert!(size_of::<IO_STACK_LOCATION_PARAMETERS>() == 0x20);
+offsets!(IO_STACK_LOCATION {
+    MajorFunction: 0x00,
+    MinorFunction: 0x01,
+    Flags: 0x02,
+    Control: 0x03,
+    Parameters: 0x08,
+    DeviceObject: 0x28,
+    FileObject: 0x30,
+    CompletionRoutine: 0x38,
+    Context: 0x40,
+});
+const _: () = assert!(size_of::<IO_STACK_LOCATION>() == 0x48);
+// Parameters.DeviceIoControl.* as IO_STACK_LOCATION offsets (abi-facts 1.4 lists them so).
+const _: () = assert!(
+    offset_of!(IO_STACK_LOCATION, Parameters)
+        + offset_of!(IO_STACK_LOCATION_DEVICE_IO_CONTROL, IoControlCode)
+        == 0x18
+);
+
+// --- Configuration (abi-facts 2.4; derived from the field types with 8-byte alignment) ----------
+offsets!(NDIS_CONFIGURATION_OBJECT { Header: 0x00, NdisHandle: 0x08, Flags: 0x10 });
+const _: () = assert!(size_of::<NDIS_CONFIGURATION_OBJECT>() == 0x18);
+const _: () = assert!(
+    offset_of!(NDIS_CONFIGURATION_OBJECT, Flags) + 4 == NDIS_SIZEOF_CONFIGURATION_OBJECT_REVISION_1 as usize
+);
+offsets!(NDIS_CONFIGURATION_PARAMETER { ParameterType: 0x00, ParameterData: 0x08 });
+const _: () = assert!(size_of::<NDIS_CONFIGURATION_PARAMETER>() == 0x18);
+offsets!(BINARY_DATA { Length: 0x0, Buffer: 0x8 });

@@ -573,11 +573,173 @@ pub struct DEVICE_OBJECT {
     _opaque: [u8; 0],
 }
 
-/// `IRP`: declared in `super::irp`'s accessors by offset; opaque as a type.
+/// `IO_STATUS_BLOCK`: `Status` overlays a `PVOID Pointer` (8 bytes), then `Information`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IO_STATUS_BLOCK {
+    /// Completion status (the low half of the `Status`/`Pointer` union).
+    pub Status: NTSTATUS,
+    /// The high half of the `Pointer` member of the union; never written by the driver.
+    pub PointerHigh: u32,
+    /// Bytes transferred (for `METHOD_BUFFERED`: bytes of `SystemBuffer` to copy back).
+    pub Information: usize,
+}
+
+/// `IRP` (x64/ARM64 layout, abi-facts 1.3). Unions are flattened to the member this driver
+/// reads: `AssociatedIrp` to `SystemBuffer`, `Tail` to `Tail.Overlay`. The I/O manager owns it;
+/// a driver reads `SystemBuffer` and `Tail.Overlay.CurrentStackLocation` and writes `IoStatus`.
 #[repr(C)]
 #[derive(Debug)]
 pub struct IRP {
-    _opaque: [u8; 0],
+    /// `IO_TYPE_IRP` (6).
+    pub Type: i16,
+    /// Bytes allocated for the IRP with its stack locations.
+    pub Size: u16,
+    /// Processor the IRP was allocated on.
+    pub AllocationProcessorNumber: u16,
+    /// Reserved.
+    pub Reserved: u16,
+    /// MDL of a direct-I/O buffer (NULL for `METHOD_BUFFERED`).
+    pub MdlAddress: *mut MDL,
+    /// `IRP_*` flags.
+    pub Flags: u32,
+    /// Alignment padding before the `AssociatedIrp` union.
+    pub Padding0: u32,
+    /// `AssociatedIrp.SystemBuffer`: the buffer of a `METHOD_BUFFERED` request (input on the way
+    /// in, output on the way out; NULL when both lengths are 0).
+    pub SystemBuffer: *mut c_void,
+    /// `ThreadListEntry` (a `LIST_ENTRY`).
+    pub ThreadListEntry: [*mut c_void; 2],
+    /// Completion status and information.
+    pub IoStatus: IO_STATUS_BLOCK,
+    /// `KernelMode` (0) or `UserMode` (1).
+    pub RequestorMode: i8,
+    /// Set by the I/O manager when a lower driver returned pending.
+    pub PendingReturned: u8,
+    /// Stack locations allocated.
+    pub StackCount: i8,
+    /// Current stack location number (1-based).
+    pub CurrentLocation: i8,
+    /// Cancelled.
+    pub Cancel: u8,
+    /// IRQL at which the cancel spin lock was taken.
+    pub CancelIrql: u8,
+    /// APC environment.
+    pub ApcEnvironment: i8,
+    /// Allocation flags.
+    pub AllocationFlags: u8,
+    /// The caller's I/O status block.
+    pub UserIosb: *mut IO_STATUS_BLOCK,
+    /// The caller's event.
+    pub UserEvent: *mut c_void,
+    /// `Overlay` union (`AsynchronousParameters` / `AllocationSize`).
+    pub Overlay: [u64; 2],
+    /// Cancel routine.
+    pub CancelRoutine: *mut c_void,
+    /// The caller's buffer (`METHOD_NEITHER` output; not used here).
+    pub UserBuffer: *mut c_void,
+    /// `Tail.Overlay.DriverContext`.
+    pub DriverContext: [*mut c_void; 4],
+    /// `Tail.Overlay.Thread`.
+    pub Thread: *mut c_void,
+    /// `Tail.Overlay.AuxiliaryBuffer`.
+    pub AuxiliaryBuffer: *mut u8,
+    /// `Tail.Overlay.ListEntry`.
+    pub ListEntry: [*mut c_void; 2],
+    /// `Tail.Overlay.CurrentStackLocation` (what `IoGetCurrentIrpStackLocation` returns).
+    pub CurrentStackLocation: *mut IO_STACK_LOCATION,
+    /// `Tail.Overlay.OriginalFileObject`.
+    pub OriginalFileObject: *mut c_void,
+    /// `Tail.Overlay.IrpExtension`.
+    pub IrpExtension: *mut c_void,
+}
+
+/// `Parameters.DeviceIoControl` of an `IO_STACK_LOCATION` (each field `POINTER_ALIGNMENT`,
+/// hence the padding: abi-facts 1.4 and the windows-sys warning in 1.9).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct IO_STACK_LOCATION_DEVICE_IO_CONTROL {
+    /// Output buffer length in bytes.
+    pub OutputBufferLength: u32,
+    /// Padding (`POINTER_ALIGNMENT`).
+    pub Padding0: u32,
+    /// Input buffer length in bytes.
+    pub InputBufferLength: u32,
+    /// Padding.
+    pub Padding1: u32,
+    /// The control code.
+    pub IoControlCode: u32,
+    /// Padding.
+    pub Padding2: u32,
+    /// `METHOD_NEITHER` input pointer (not used here).
+    pub Type3InputBuffer: *mut c_void,
+}
+
+/// `Parameters.Create` of an `IO_STACK_LOCATION`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct IO_STACK_LOCATION_CREATE {
+    /// `PIO_SECURITY_CONTEXT`.
+    pub SecurityContext: *mut c_void,
+    /// Create disposition (high 8 bits) and options (low 24 bits).
+    pub Options: u32,
+    /// Padding (`POINTER_ALIGNMENT`).
+    pub Padding0: u32,
+    /// File attributes.
+    pub FileAttributes: u16,
+    /// Share access.
+    pub ShareAccess: u16,
+    /// Padding.
+    pub Padding1: u32,
+    /// EA length.
+    pub EaLength: u32,
+    /// Padding.
+    pub Padding2: u32,
+}
+
+/// The `Parameters` union of an `IO_STACK_LOCATION` (0x20 bytes on 64-bit), with the members
+/// this driver or the model uses.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union IO_STACK_LOCATION_PARAMETERS {
+    /// `IRP_MJ_DEVICE_CONTROL`.
+    pub DeviceIoControl: IO_STACK_LOCATION_DEVICE_IO_CONTROL,
+    /// `IRP_MJ_CREATE`.
+    pub Create: IO_STACK_LOCATION_CREATE,
+    /// The raw four pointer-sized words (`Others`).
+    pub Others: [usize; 4],
+}
+
+impl core::fmt::Debug for IO_STACK_LOCATION_PARAMETERS {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("IO_STACK_LOCATION_PARAMETERS { .. }")
+    }
+}
+
+/// `IO_STACK_LOCATION` (x64/ARM64 layout, abi-facts 1.4).
+#[repr(C)]
+#[derive(Debug)]
+pub struct IO_STACK_LOCATION {
+    /// `IRP_MJ_*`.
+    pub MajorFunction: u8,
+    /// `IRP_MN_*`.
+    pub MinorFunction: u8,
+    /// `SL_*` flags.
+    pub Flags: u8,
+    /// `SL_*` control flags.
+    pub Control: u8,
+    /// Padding before the pointer-aligned `Parameters` union.
+    pub Padding0: u32,
+    /// Per-major-function parameters.
+    pub Parameters: IO_STACK_LOCATION_PARAMETERS,
+    /// The target device.
+    pub DeviceObject: *mut DEVICE_OBJECT,
+    /// The file object of the handle (`PFILE_OBJECT`).
+    pub FileObject: *mut c_void,
+    /// Completion routine.
+    pub CompletionRoutine: *mut c_void,
+    /// Its context.
+    pub Context: *mut c_void,
 }
 
 /// `NDIS_DEVICE_OBJECT_ATTRIBUTES`, passed to `NdisRegisterDeviceEx`.
@@ -620,4 +782,58 @@ pub struct NDIS_TIMER_CHARACTERISTICS {
     pub TimerFunction: Option<NDIS_TIMER_FUNCTION>,
     /// Default context passed to the callback.
     pub FunctionContext: *mut c_void,
+}
+
+/// `NDIS_CONFIGURATION_OBJECT`, passed to `NdisOpenConfigurationEx`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct NDIS_CONFIGURATION_OBJECT {
+    /// Type 0xA9, revision 1, size `NDIS_SIZEOF_CONFIGURATION_OBJECT_REVISION_1`.
+    pub Header: NDIS_OBJECT_HEADER,
+    /// The handle whose configuration is opened (here: the filter *driver* handle).
+    pub NdisHandle: NDIS_HANDLE,
+    /// `NDIS_CONFIG_FLAG_*` (0 for a driver handle).
+    pub Flags: u32,
+}
+
+/// `NDIS_PARAMETER_TYPE` (a C enum, 32 bits).
+pub type NDIS_PARAMETER_TYPE = i32;
+
+/// `BINARY_DATA`: a counted byte buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BINARY_DATA {
+    /// Bytes in `Buffer`.
+    pub Length: u16,
+    /// The bytes.
+    pub Buffer: *mut c_void,
+}
+
+/// The `ParameterData` union of `NDIS_CONFIGURATION_PARAMETER`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union NDIS_CONFIGURATION_PARAMETER_DATA {
+    /// `NdisParameterInteger` / `NdisParameterHexInteger`.
+    pub IntegerData: u32,
+    /// `NdisParameterString` / `NdisParameterMultiString`.
+    pub StringData: NDIS_STRING,
+    /// `NdisParameterBinary`.
+    pub BinaryData: BINARY_DATA,
+}
+
+impl core::fmt::Debug for NDIS_CONFIGURATION_PARAMETER_DATA {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("NDIS_CONFIGURATION_PARAMETER_DATA { .. }")
+    }
+}
+
+/// `NDIS_CONFIGURATION_PARAMETER`: what `NdisReadConfiguration` returns a pointer to (owned by
+/// NDIS until the configuration handle is closed).
+#[repr(C)]
+#[derive(Debug)]
+pub struct NDIS_CONFIGURATION_PARAMETER {
+    /// The type of the value found.
+    pub ParameterType: NDIS_PARAMETER_TYPE,
+    /// The value.
+    pub ParameterData: NDIS_CONFIGURATION_PARAMETER_DATA,
 }

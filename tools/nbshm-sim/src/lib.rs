@@ -15,10 +15,15 @@ use std::time::Duration;
 
 use clap::Parser;
 use nbshm::config::{CONFIG, Keyword};
+use nbshm::host::device::FILE_READ_DATA;
 use nbshm::host::model::{Model, ModelOptions};
 use nbshm::host::traffic::{Inject, RunReport, TrafficSpec, run};
 use nbshm::host::{etw as recorder, violations};
 use nbshm::shmem::AnomalyKind;
+use nbshm::stats::DirSnapshot;
+use nbshm_proto::ioctl::IOCTL_NBSHM_LIST_MODULES;
+use nbshm_proto::status::{STATUS_BUFFER_OVERFLOW, STATUS_SUCCESS};
+use nbshm_proto::{DirStats, ListModulesRequest, ModuleListHeader, ModuleRecord, Wire, decode_list};
 use serde_json::{Value, json};
 
 /// Command line.
@@ -299,22 +304,74 @@ fn validate(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// The driver's per-module records, asked for as `nbshmctl modules` asks: LIST_MODULES through
+/// the model's I/O manager, sized by the driver's `STATUS_BUFFER_OVERFLOW` answer. Sorted by id.
+fn driver_modules(model: &Model) -> Result<Vec<ModuleRecord>, String> {
+    let mut request = vec![0; ListModulesRequest::SIZE];
+    let _ = ListModulesRequest::new().encode(&mut request);
+    let mut size = ModuleListHeader::SIZE + 4 * ModuleRecord::SIZE;
+    for _ in 0..4 {
+        let r = model.ioctl(IOCTL_NBSHM_LIST_MODULES, &request, size, FILE_READ_DATA);
+        if r.status != STATUS_SUCCESS && r.status != STATUS_BUFFER_OVERFLOW {
+            return Err(format!("IOCTL_NBSHM_LIST_MODULES failed: {:#010x}", r.status.cast_unsigned()));
+        }
+        let list = decode_list::<ModuleListHeader, ModuleRecord>(&r.output)
+            .map_err(|e| format!("IOCTL_NBSHM_LIST_MODULES: {e}"))?;
+        if r.status == STATUS_BUFFER_OVERFLOW {
+            size = usize::try_from(list.header.required_bytes).unwrap_or(usize::MAX);
+            continue;
+        }
+        let mut records: Vec<ModuleRecord> = list.iter().collect();
+        records.sort_by_key(|m| m.id);
+        return Ok(records);
+    }
+    Err("IOCTL_NBSHM_LIST_MODULES: the list kept growing".into())
+}
+
+fn add_dir(total: &mut DirSnapshot, d: &DirStats) {
+    total.nbls += d.nbls;
+    total.net_buffers += d.net_buffers;
+    total.walked += d.walked;
+    total.with_shared_memory += d.with_shared_memory;
+    total.segments += d.segments;
+    total.shared_bytes += d.shared_bytes;
+    total.max_chain = total.max_chain.max(d.max_chain);
+    for (t, a) in total.anomalies.iter_mut().zip(d.anomalies) {
+        *t += a;
+    }
+    total.rejected_nbls += d.rejected_nbls;
+}
+
+/// Both directions of every module, summed; and the distinct handles, summed.
+fn driver_totals(records: &[ModuleRecord]) -> (DirSnapshot, u64) {
+    let mut total = DirSnapshot::default();
+    let mut handles = 0;
+    for m in records {
+        add_dir(&mut total, &m.receive);
+        add_dir(&mut total, &m.send);
+        handles += u64::from(m.distinct_handles);
+    }
+    (total, handles)
+}
+
 /// The driver's per-module figures, in module order.
-fn modules_json() -> Vec<Value> {
-    let mut per_module = Vec::new();
-    nbshm::filter::for_each_module_summary(|s| {
-        per_module.push(json!({
-            "module_id": s.id,
-            "if_index": s.if_index,
-            "name": String::from_utf16_lossy(s.name.as_slice()),
-            "receive_net_buffers": s.receive.net_buffers,
-            "send_net_buffers": s.send.net_buffers,
-            "segments": s.receive.segments + s.send.segments,
-            "distinct_handles": s.distinct_handles,
-        }));
-    });
-    per_module.sort_by_key(|v| v["module_id"].as_u64());
-    per_module
+fn modules_json(records: &[ModuleRecord]) -> Vec<Value> {
+    records
+        .iter()
+        .map(|m| {
+            json!({
+                "module_id": m.id,
+                "if_index": m.if_index,
+                "name": String::from_utf16_lossy(m.name_units()),
+                "receive_net_buffers": m.receive.net_buffers,
+                "send_net_buffers": m.send.net_buffers,
+                "segments": m.receive.segments + m.send.segments,
+                "shared_bytes": m.receive.shared_bytes + m.send.shared_bytes,
+                "anomalies": m.receive.anomalies_total() + m.send.anomalies_total(),
+                "distinct_handles": m.distinct_handles,
+            })
+        })
+        .collect()
 }
 
 fn run_sim(args: &Args, out: &Output) -> Result<u8, String> {
@@ -384,7 +441,10 @@ fn run_sim(args: &Args, out: &Output) -> Result<u8, String> {
         // saved: ask for a rundown, so the trace ends with every module's totals.
         recorder::capture_state();
     }
-    let per_module = modules_json();
+    let records = driver_modules(&model)?;
+    let per_module = modules_json(&records);
+    let (driver, driver_distinct_handles) = driver_totals(&records);
+    let report = RunReport { driver, driver_distinct_handles, ..report };
     model.unload();
     if args.events {
         recorder::reset();

@@ -73,6 +73,17 @@ fn churn_resources_two_cpus_and_every_defect() {
     }
     assert_eq!(u(&s, "churn_cycles"), 9);
     assert!(s["ns_per_net_buffer"].as_f64().unwrap() > 0.0);
+    // The driver's figures come per module from the control device (LIST_MODULES); the totals
+    // above are their sums.
+    let modules = s["modules"].as_array().unwrap();
+    assert_eq!(modules.len(), 3);
+    for k in ["segments", "shared_bytes", "distinct_handles"] {
+        let sum: u64 = modules.iter().map(|m| m[k].as_u64().unwrap()).sum();
+        assert_eq!(sum, u(&s, k), "{k}");
+    }
+    let anomalies: u64 = modules.iter().map(|m| m["anomalies"].as_u64().unwrap()).sum();
+    assert_eq!(anomalies, 7 + 2 + 5 + 1);
+    assert!(modules.iter().all(|m| m["receive_net_buffers"].as_u64().unwrap() > 0));
 }
 
 #[test]
