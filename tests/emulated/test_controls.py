@@ -84,13 +84,22 @@ def test_configuration_hooks_report_not_found(loaded):
     h.NdisOpenConfigurationKeyByName(status, root, h.unicode_string("Parameters"), sub)
     assert h.u32(status) == L.NDIS_STATUS_SUCCESS
     value = h.alloc(8, fill=0x77)
+    reads = len(h.config_reads)  # DriverEntry's own
     h.NdisReadConfiguration(status, value, h.u64(sub), h.unicode_string("MaxSegmentsPerNetBuffer"), 0)
     assert h.u32(status) == L.NDIS_STATUS_FAILURE and h.u64(value) == 0
-    assert h.config_reads == ["MaxSegmentsPerNetBuffer"]
+    assert h.config_reads[reads:] == ["MaxSegmentsPerNetBuffer"]
+    # A value present: an NDIS_CONFIGURATION_PARAMETER holding it, poisoned at close.
+    h.registry["MaxSegmentsPerNetBuffer"] = 12
+    h.NdisReadConfiguration(status, value, h.u64(sub), h.unicode_string("MaxSegmentsPerNetBuffer"), 0)
+    param = h.u64(value)
+    assert h.u32(status) == L.NDIS_STATUS_SUCCESS
+    assert (h.u32(param + L.CONFIG_PARAMETER["ParameterType"]),
+            h.u32(param + L.CONFIG_PARAMETER["ParameterData"])) == (L.NdisParameterInteger, 12)
     assert len([x for x in h.leaks() if "configuration handle" in x]) == 2
     h.NdisCloseConfiguration(h.u64(sub))
+    assert h.read(param, L.CONFIG_PARAMETER_SIZE) == b"\xDD" * L.CONFIG_PARAMETER_SIZE
     h.NdisCloseConfiguration(root)
-    assert not h.violations and not h.leaks()
+    assert not h.violations and not [x for x in h.leaks() if "configuration" in x]
     h.NdisCloseConfiguration(root)
     assert h.violations  # closing twice is flagged
 

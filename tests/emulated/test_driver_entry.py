@@ -32,6 +32,11 @@ def test_driver_entry_registers_etw_then_ndis(loaded):
     assert h.events == []
     # No error print on a clean load.
     assert h.dbgprints == []
+    # Every configuration keyword is read once from the Parameters key, whose handles are closed.
+    assert h.config_reads == [k["name"] for k in sources.config_keywords()]
+    keys = [v["key"] for v in h.config_handles.values()]
+    assert keys == ["service", "service\\Parameters"]
+    assert all(v["closed"] for v in h.config_handles.values())
 
 
 def test_characteristics_as_ndis_reads_them(loaded):

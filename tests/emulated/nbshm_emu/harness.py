@@ -126,8 +126,12 @@ def implemented_imports() -> set[tuple[str, str]]:
 
 class Harness:
     def __init__(self, sys_path, *, max_processors=4, budget=DEFAULT_BUDGET,
-                 session_at_load=None, attach_in_register=None, fail=None, verbose=False):
+                 session_at_load=None, attach_in_register=None, fail=None, verbose=False,
+                 registry=None):
         self.sys_path = Path(sys_path)
+        # Values under the service's Parameters key, as NdisReadConfiguration returns them: an int
+        # is a REG_DWORD (NdisParameterInteger), a str a REG_SZ (NdisParameterString).
+        self.registry: dict[str, int | str] = dict(registry or {})
         self.verbose = verbose
         self.se = speakeasy.Speakeasy(config=_config())
         self.module = self.se.load_module(str(self.sys_path))
@@ -791,6 +795,9 @@ class Harness:
             if fn and not self.in_image(fn):
                 self.violation(f"device MajorFunctions[{i}] = {fn:#x} is outside the image")
         dev["ExtensionSize"] = self.u32(attrs + L.DEVICE_ATTRS["ExtensionSize"])
+        if "NdisRegisterDeviceEx" in self.fail:
+            self.log("NdisRegisterDeviceEx", failed=self.fail["NdisRegisterDeviceEx"])
+            return self.fail["NdisRegisterDeviceEx"]
         obj = self.alloc(L.DEVICE_OBJECT_SIZE)
         self.w64(obj + L.DEVICE_OBJECT_DRIVER_OBJECT, self.driver_object or 0)
         dev["object"] = obj
@@ -834,6 +841,8 @@ class Harness:
             return L.NDIS_STATUS_INVALID_PARAMETER
         if ndis_handle != self.ndis["driver_handle"] and ndis_handle not in self.modules:
             self.violation(f"NdisOpenConfigurationEx: {ndis_handle:#x} is not an NDIS handle")
+        if "NdisOpenConfigurationEx" in self.fail:
+            return self.fail["NdisOpenConfigurationEx"]
         h = self.alloc(0x20, fill=0xAE)
         self.config_handles[h] = {"key": "service", "closed": False}
         self.w64(p_handle, h)
@@ -849,6 +858,9 @@ class Harness:
             self.violation("NdisOpenConfigurationKeyByName on a handle that is not open")
             self.w32(p_status, L.NDIS_STATUS_FAILURE)
             return
+        if "NdisOpenConfigurationKeyByName" in self.fail:
+            self.w32(p_status, self.fail["NdisOpenConfigurationKeyByName"])
+            return
         h = self.alloc(0x20, fill=0xAE)
         self.config_handles[h] = {"key": parent["key"] + "\\" + key, "closed": False}
         self.w64(p_subkey, h)
@@ -863,9 +875,25 @@ class Harness:
         if cfg is None or cfg["closed"]:
             self.violation("NdisReadConfiguration on a handle that is not open")
         self.config_reads.append(name)
-        # Not found: the registry holds no nbshm values here, so the defaults apply.
-        self.w64(p_value, 0)
-        self.w32(p_status, L.NDIS_STATUS_FAILURE)
+        found = cfg is not None and cfg["key"].endswith("\\Parameters") and name in self.registry
+        if not found:
+            # Not found: the defaults apply.
+            self.w64(p_value, 0)
+            self.w32(p_status, L.NDIS_STATUS_FAILURE)
+            return
+        v = self.registry[name]
+        # NDIS_CONFIGURATION_PARAMETER, owned by NDIS until the handle is closed.
+        param = self.alloc(L.CONFIG_PARAMETER_SIZE, fill=0)
+        if isinstance(v, int):
+            self.w32(param + L.CONFIG_PARAMETER["ParameterType"], L.NdisParameterInteger)
+            self.w32(param + L.CONFIG_PARAMETER["ParameterData"], v & 0xFFFFFFFF)
+        else:
+            text = self.unicode_string(v)
+            self.w32(param + L.CONFIG_PARAMETER["ParameterType"], L.NdisParameterString)
+            self.write(param + L.CONFIG_PARAMETER["ParameterData"], self.read(text, 16))
+        cfg.setdefault("parameters", []).append(param)
+        self.w64(p_value, param)
+        self.w32(p_status, L.NDIS_STATUS_SUCCESS)
 
     @api("ndis", "NdisCloseConfiguration", 1)
     def NdisCloseConfiguration(self, handle):
@@ -875,6 +903,10 @@ class Harness:
             self.violation(f"NdisCloseConfiguration({handle:#x}): not an open configuration handle")
             return
         cfg["closed"] = True
+        # What NdisReadConfiguration returned through this handle is gone now: poison it, so a
+        # driver still reading it sees garbage rather than the value.
+        for param in cfg.get("parameters", []):
+            self.write(param, b"\xDD" * L.CONFIG_PARAMETER_SIZE)
 
     # --- the hooks: ntoskrnl.exe -----------------------------------------------------------------
 
@@ -1207,6 +1239,62 @@ class Harness:
         if "detach_in_deregister" in self.ndis:
             results["detach_in_deregister"] = True
         return results
+
+    # --- control device (the I/O manager's side) -------------------------------------------------
+
+    def irp(self, major, *, code=0, data=b"", out_len=0, system_buffer=True, buffer_len=None, guard=64):
+        """Sends one IRP to the dispatch routine the driver registered for `major` (PASSIVE_LEVEL,
+        METHOD_BUFFERED as the I/O manager sets it up: a system buffer of max(in, out) bytes
+        holding the input). Checks the IRP is completed exactly once, with the status the
+        routine returns, `Information` within the output length, and nothing written past the
+        buffer. `buffer_len` allocates a system buffer of another size than the I/O manager would
+        (a negative control for the overrun check). Returns (status, information, output bytes)."""
+        if not self.device or self.device["deregistered"]:
+            raise EmulationFailure("no control device is registered")
+        fn = self.device["MajorFunctions"][major] if self.device["MajorFunctions"] else 0
+        if not fn:
+            raise EmulationFailure(f"no dispatch routine for major function {major:#x}")
+        length = max(len(data), out_len) if buffer_len is None else buffer_len
+        buf = 0
+        if length and system_buffer:
+            buf = self.alloc(length + guard)
+            self.write(buf, (data + b"\0" * length)[:length])
+            self.write(buf + length, b"\xCC" * guard)
+        irp = self.alloc(L.IRP_SIZE, fill=0)
+        stack = self.alloc(L.IO_STACK_LOCATION_SIZE, fill=0)
+        self.write(irp + L.IRP["Type"], struct.pack("<HH", L.IO_TYPE_IRP, L.IRP_SIZE))
+        self.w64(irp + L.IRP["SystemBuffer"], buf)
+        self.write(irp + L.IRP["RequestorMode"], b"\x01")  # UserMode
+        self.write(irp + L.IRP["StackCount"], b"\x01\x01")
+        self.w64(irp + L.IRP["CurrentStackLocation"], stack)
+        self.write(stack + L.IO_STACK["MajorFunction"], bytes([major]))
+        if major == L.IRP_MJ_DEVICE_CONTROL:
+            self.w32(stack + L.IO_STACK["OutputBufferLength"], out_len)
+            self.w32(stack + L.IO_STACK["InputBufferLength"], len(data))
+            self.w32(stack + L.IO_STACK["IoControlCode"], code)
+        self.w64(stack + L.IO_STACK["DeviceObject"], self.device["object"])
+        done_before = len(self.completed_irps)
+        status = self.call(fn, [self.device["object"], irp], what=L.IRP_MJ_NAMES.get(major, "IRP")) \
+            & 0xFFFFFFFF
+        completions = [c for c in self.completed_irps[done_before:] if c[0] == irp]
+        problems = []
+        if len(completions) != 1:
+            problems.append(f"the IRP was completed {len(completions)} times (once expected)")
+        iosb = irp + L.IRP["IoStatus"]
+        if self.u32(iosb + L.IO_STATUS_BLOCK["Status"]) != status:
+            problems.append(f"IoStatus.Status {self.u32(iosb):#x} differs from the returned {status:#x}")
+        info = self.u64(iosb + L.IO_STATUS_BLOCK["Information"])
+        if info > out_len:
+            problems.append(f"IoStatus.Information {info} exceeds the output length {out_len}")
+        if buf and self.read(buf + length, guard) != b"\xCC" * guard:
+            problems.append("the driver wrote past the system buffer")
+        if problems:
+            raise EmulationFailure("; ".join(problems))
+        out = self.read(buf, min(info, out_len)) if buf and info else b""
+        return status, info, out
+
+    def ioctl(self, code, data=b"", out_len=0, **kw):
+        return self.irp(L.IRP_MJ_DEVICE_CONTROL, code=code, data=data, out_len=out_len, **kw)
 
     # --- ETW sessions ------------------------------------------------------------------------------
 

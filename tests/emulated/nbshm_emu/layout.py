@@ -137,12 +137,35 @@ TIMER = {"Header": 0x00, "AllocationTag": 0x04, "TimerFunction": 0x08, "Function
 
 # --- NDIS_CONFIGURATION_OBJECT (abi-facts 2.4) ------------------------------------------------
 CONFIG_OBJECT = {"Header": 0x00, "NdisHandle": 0x08, "Flags": 0x10}
+# NDIS_CONFIGURATION_PARAMETER: the type, then the value union (IntegerData or NDIS_STRING).
+CONFIG_PARAMETER = {"ParameterType": 0x00, "ParameterData": 0x08}
+CONFIG_PARAMETER_SIZE = 0x18
+NdisParameterInteger = 0
+NdisParameterHexInteger = 1
+NdisParameterString = 2
 
 # --- NDIS_DEVICE_OBJECT_ATTRIBUTES (abi-facts 2.5) ------------------------------------------
 DEVICE_ATTRS = {"Header": 0x00, "DeviceName": 0x08, "SymbolicName": 0x10, "MajorFunctions": 0x18,
                 "ExtensionSize": 0x20, "DefaultSDDLString": 0x28, "DeviceClassGuid": 0x30}
 DEVICE_OBJECT_SIZE = 0x150
 DEVICE_OBJECT_DRIVER_OBJECT = 0x08
+
+# --- IRP, IO_STACK_LOCATION (abi-facts 1.3-1.4; x64) -----------------------------------------
+IO_TYPE_IRP = 6
+IRP_SIZE = 0xD0
+IRP = {"Type": 0x00, "Size": 0x02, "SystemBuffer": 0x18, "IoStatus": 0x30, "RequestorMode": 0x40,
+       "StackCount": 0x42, "CurrentLocation": 0x43, "CurrentStackLocation": 0xB8}
+IO_STATUS_BLOCK = {"Status": 0x00, "Information": 0x08}
+IO_STACK_LOCATION_SIZE = 0x48
+IO_STACK = {"MajorFunction": 0x00, "MinorFunction": 0x01, "OutputBufferLength": 0x08,
+            "InputBufferLength": 0x10, "IoControlCode": 0x18, "DeviceObject": 0x28,
+            "FileObject": 0x30}
+IRP_MJ_CREATE = 0x00
+IRP_MJ_CLOSE = 0x02
+IRP_MJ_DEVICE_CONTROL = 0x0E
+IRP_MJ_CLEANUP = 0x12
+IRP_MJ_NAMES = {IRP_MJ_CREATE: "IRP_MJ_CREATE", IRP_MJ_CLOSE: "IRP_MJ_CLOSE",
+                IRP_MJ_DEVICE_CONTROL: "IRP_MJ_DEVICE_CONTROL", IRP_MJ_CLEANUP: "IRP_MJ_CLEANUP"}
 DEVICE_OBJECT_DEVICE_EXTENSION = 0x40
 
 # --- NET_BUFFER_LIST / NET_BUFFER / NET_BUFFER_SHARED_MEMORY (ndis-reference C.2-C.4) --------

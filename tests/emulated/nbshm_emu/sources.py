@@ -125,3 +125,19 @@ FIELD_TYPE_ENCODING = {
     "str8": (23, 35),  # counted 8-bit string, shown as UTF-8
     "str16": (22, None),  # counted UTF-16 string
 }
+
+
+# --- configuration keywords -----------------------------------------------------------------------
+
+def config_keywords(path: Path | None = None) -> list[dict]:
+    """The KEYWORDS table of src/config.rs, in order: name, default, min, max, runtime."""
+    text = (path or REPO / "src" / "config.rs").read_text(encoding="utf-8")
+    table = text[text.index("pub const KEYWORDS"):]
+    table = table[:table.index("\n];")]
+    out = []
+    for body in re.findall(r"KeywordInfo \{(.*?)\n    \}", table, re.S):
+        f = dict(re.findall(r"(\w+): ([^,\n]+),", body))
+        out.append({"name": f["name"].strip('"'), "default": int(f["default"].replace("_", "")),
+                    "min": int(f["min"].replace("_", "")), "max": int(f["max"].replace("_", "")),
+                    "runtime": f["runtime"] == "true"})
+    return out
