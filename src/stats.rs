@@ -16,9 +16,14 @@
 //! Readers (IOCTL, ETW snapshots) sum the slots. A snapshot taken while traffic flows is not a
 //! single instant: each counter is exact, but two counters may come from slightly different
 //! moments (for example `segments` may include a batch whose `net_buffers` is not yet added).
-//! A reset zeroes counters one by one while traffic may be adding to them, so a batch that
-//! races a reset may land partly before and partly after it. Both are documented in
-//! docs/architecture.md ("Statistics consistency").
+//!
+//! A reset never writes a counter the data path adds to: zeroing a per-CPU counter from the
+//! resetting thread would race the owning CPU's plain load-add-store, which could store the old
+//! total back and undo the reset. Instead the counters only ever grow, and a reset records their
+//! current sums in a baseline slot that readers subtract. A batch racing a reset may land partly
+//! before and partly after it; nothing counted before a reset survives it, except through the
+//! longest-chain maximum (reset by zeroing, which a racing batch can only raise to its own
+//! value). Both are documented in docs/architecture.md ("Statistics consistency").
 
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
@@ -178,24 +183,6 @@ impl DirCounters {
             add(c, v);
         }
     }
-
-    fn reset(&self) {
-        for c in [
-            &self.nbls,
-            &self.net_buffers,
-            &self.walked,
-            &self.with_shared_memory,
-            &self.segments,
-            &self.shared_bytes,
-            &self.rejected_nbls,
-        ] {
-            c.store(0, Relaxed);
-        }
-        self.max_chain.store(0, Relaxed);
-        for c in &self.anomalies {
-            c.store(0, Relaxed);
-        }
-    }
 }
 
 /// Totals of one direction, summed over CPUs.
@@ -243,12 +230,46 @@ impl DirSnapshot {
     }
 }
 
-/// The counter slots of one module: one per processor, plus the shared slot PASSIVE callers use
-/// (memory owned by the module, allocated at attach).
+impl DirSnapshot {
+    /// `self - base`, counter by counter (a counter below its base, which a reader racing a reset
+    /// could see, gives 0); `max_chain` is taken as is.
+    fn minus(mut self, base: &Self) -> Self {
+        self.nbls = self.nbls.saturating_sub(base.nbls);
+        self.net_buffers = self.net_buffers.saturating_sub(base.net_buffers);
+        self.walked = self.walked.saturating_sub(base.walked);
+        self.with_shared_memory = self.with_shared_memory.saturating_sub(base.with_shared_memory);
+        self.segments = self.segments.saturating_sub(base.segments);
+        self.shared_bytes = self.shared_bytes.saturating_sub(base.shared_bytes);
+        for (s, b) in self.anomalies.iter_mut().zip(&base.anomalies) {
+            *s = s.saturating_sub(*b);
+        }
+        self.rejected_nbls = self.rejected_nbls.saturating_sub(base.rejected_nbls);
+        self
+    }
+}
+
+impl DirCounters {
+    /// Stores `s` (the baseline slot only: no data path writes it).
+    fn store(&self, s: &DirSnapshot) {
+        self.nbls.store(s.nbls, Relaxed);
+        self.net_buffers.store(s.net_buffers, Relaxed);
+        self.walked.store(s.walked, Relaxed);
+        self.with_shared_memory.store(s.with_shared_memory, Relaxed);
+        self.segments.store(s.segments, Relaxed);
+        self.shared_bytes.store(s.shared_bytes, Relaxed);
+        for (c, v) in self.anomalies.iter().zip(s.anomalies) {
+            c.store(v, Relaxed);
+        }
+        self.rejected_nbls.store(s.rejected_nbls, Relaxed);
+    }
+}
+
+/// The counter slots of one module: one per processor, the shared slot PASSIVE callers use, and
+/// the baseline of the last reset (memory owned by the module, allocated at attach).
 #[derive(Debug)]
 pub struct PerCpuStats {
     slots: *const CpuStats,
-    /// Processors; the shared slot is at index `count`.
+    /// Processors; the shared slot is at index `count`, the baseline at `count + 1`.
     count: usize,
 }
 
@@ -258,10 +279,10 @@ unsafe impl Send for PerCpuStats {}
 unsafe impl Sync for PerCpuStats {}
 
 impl PerCpuStats {
-    /// Bytes needed for `cpus` per-CPU slots and the shared slot.
+    /// Bytes needed for `cpus` per-CPU slots, the shared slot and the baseline.
     #[must_use]
     pub const fn bytes_for(cpus: usize) -> usize {
-        (cpus + 1) * core::mem::size_of::<CpuStats>()
+        (cpus + 2) * core::mem::size_of::<CpuStats>()
     }
 
     /// Wraps `cpus` slots at `mem`.
@@ -282,10 +303,25 @@ impl PerCpuStats {
     }
 
     fn at(&self, i: usize) -> &CpuStats {
-        let slot = self.slots.wrapping_add(i.min(self.count));
-        // SAFETY: the index is at most `count`, and `from_raw`'s contract makes every one of the
-        // `count + 1` slots valid for our lifetime.
+        let slot = self.slots.wrapping_add(i.min(self.count + 1));
+        // SAFETY: the index is at most `count + 1`, and `from_raw`'s contract makes every one of
+        // the `count + 2` slots valid for our lifetime.
         unsafe { &*slot }
+    }
+
+    fn baseline(&self) -> &CpuStats {
+        self.at(self.count + 1)
+    }
+
+    /// Sums one direction over the counting slots (per-CPU and shared): totals since attach.
+    fn raw(&self, dir: Direction) -> DirSnapshot {
+        let mut s = DirSnapshot::default();
+        for i in 0..=self.count {
+            if let Some(d) = self.at(i).dir.get(dir.index()) {
+                s.accumulate(d);
+            }
+        }
+        s
     }
 
     /// The slot processor `cpu` owns while at DISPATCH_LEVEL; None for a processor beyond the
@@ -310,23 +346,28 @@ impl PerCpuStats {
         self.count
     }
 
-    /// Sums one direction over every slot.
+    /// One direction's counts since attach or the last reset.
     #[must_use]
     pub fn snapshot(&self, dir: Direction) -> DirSnapshot {
-        let mut s = DirSnapshot::default();
-        for i in 0..=self.count {
-            if let Some(d) = self.at(i).dir.get(dir.index()) {
-                s.accumulate(d);
-            }
+        let mut base = DirSnapshot::default();
+        if let Some(d) = self.baseline().dir.get(dir.index()) {
+            base.accumulate(d);
         }
-        s
+        self.raw(dir).minus(&base)
     }
 
-    /// Zeroes every counter (see the module docs for what a concurrent batch sees).
+    /// Starts the counts afresh: the current sums become the baseline, the longest-chain maxima
+    /// go back to 0 (see the module docs for what a concurrent batch sees). PASSIVE_LEVEL.
     pub fn reset(&self) {
+        for dir in Direction::ALL {
+            let raw = self.raw(dir);
+            if let Some(d) = self.baseline().dir.get(dir.index()) {
+                d.store(&raw);
+            }
+        }
         for i in 0..=self.count {
             for d in &self.at(i).dir {
-                d.reset();
+                d.max_chain.store(0, Relaxed);
             }
         }
     }
@@ -688,6 +729,28 @@ mod tests {
         assert_eq!(s.snapshot(Direction::Receive), DirSnapshot::default());
         s.reset();
         assert_eq!(s.snapshot(Direction::Send), DirSnapshot::default());
+        s.exclusive_slot(1).unwrap().dir[Direction::Send.index()].add_batch_exclusive(&b);
+        let after = s.snapshot(Direction::Send);
+        assert_eq!((after.nbls, after.segments, after.max_chain), (1, 3, 3), "counts after the reset");
+        s.reset();
+        s.reset();
+        assert_eq!(s.snapshot(Direction::Send), DirSnapshot::default(), "a second reset");
+    }
+
+    #[test]
+    fn a_reset_between_a_cpus_load_and_store_is_not_undone() {
+        let mem = Mem::new(PerCpuStats::bytes_for(2));
+        // SAFETY: zeroed, aligned, sized, outlives `s`.
+        let s = unsafe { PerCpuStats::from_raw(mem.0, 2) };
+        let slot = &s.exclusive_slot(1).unwrap().dir[Direction::Receive.index()];
+        slot.add_batch_exclusive(&BatchCounts { nbls: 1000, net_buffers: 4000, ..Default::default() });
+        // CPU 1 at DISPATCH adds 1 NBL with a plain load and store; the reset (PASSIVE, another
+        // CPU) lands between the two.
+        let loaded = slot.nbls.load(Relaxed);
+        s.reset();
+        slot.nbls.store(loaded + 1, Relaxed);
+        let snap = s.snapshot(Direction::Receive);
+        assert_eq!((snap.nbls, snap.net_buffers), (1, 0), "only the racing batch survives the reset");
     }
 
     #[test]

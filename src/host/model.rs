@@ -293,6 +293,12 @@ pub struct MpCounters {
     pub indicated_nbls: AtomicU64,
     /// NBLs back with the miniport.
     pub returned_nbls: AtomicU64,
+    /// NBLs the filter indicated up from another thread while FilterRestart was still running:
+    /// the window between the filter opening its data path (the last thing FilterRestart does)
+    /// and NDIS marking the module Running (when FilterRestart returns). Every filter has it;
+    /// the model tolerates it and counts it. An indication from inside FilterRestart itself is a
+    /// violation.
+    pub restart_window_indications: AtomicU64,
 }
 
 /// One simulated adapter under the filter.
@@ -852,6 +858,14 @@ fn complete_sends(sh: &Shared, mp: &Arc<Miniport>, nbls: Vec<usize>, rng: &mut R
     }
     let dispatch = rng.chance(0.7);
     let ctx = mp.module_context();
+    if ctx.is_null() {
+        // Only after a drain timed out (already a violation): the module is gone.
+        violation(
+            "model",
+            format!("send completion for miniport {} after its module was detached", mp.index),
+        );
+        return;
+    }
     regroup(nbls, rng, |head| {
         let (irql, flags) = if dispatch {
             (DISPATCH_LEVEL, NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL)
@@ -879,6 +893,11 @@ fn return_receives(sh: &Shared, mp: &Arc<Miniport>, nbls: Vec<usize>, rng: &mut 
     }
     let dispatch = rng.chance(0.7);
     let ctx = mp.module_context();
+    if ctx.is_null() {
+        // Only after a drain timed out (already a violation): the module is gone.
+        violation("model", format!("receive return for miniport {} after its module was detached", mp.index));
+        return;
+    }
     regroup(nbls, rng, |head| {
         let (irql, flags) =
             if dispatch { (DISPATCH_LEVEL, NDIS_RETURN_FLAGS_DISPATCH_LEVEL) } else { (PASSIVE_LEVEL, 0) };
@@ -979,8 +998,15 @@ fn detach_module(sh: &Shared, mp: &Arc<Miniport>) {
 }
 
 thread_local! {
+    /// The miniport whose FilterRestart this thread is running.
+    static IN_RESTART: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
     static FORWARDED: std::cell::RefCell<Option<Vec<u64>>> = const { std::cell::RefCell::new(None) };
     static LEAN_LAST: std::cell::Cell<*mut NET_BUFFER_LIST> = const { std::cell::Cell::new(ptr::null_mut()) };
+}
+
+/// Whether the calling thread is inside FilterRestart of miniport `index`.
+pub(crate) fn in_filter_restart(index: usize) -> bool {
+    IN_RESTART.with(|r| r.get() == Some(index))
 }
 
 /// Lean mode: what the data-path exports do instead of checking (note the chain, return).
@@ -1260,6 +1286,8 @@ impl Model {
         ]);
         p.LowerIfIndex = mp.if_index - 1;
         mp.context.store(ptr::null_mut(), Ordering::Release);
+        // A new module starts counting from zero: so do the expectations of what it must count.
+        mp.reset_expectations();
         mp.set_state(MpState::Attaching);
         let ctx = sh.driver_context.load(Ordering::Acquire);
         // SAFETY: the driver's handler with our handle, its driver context and parameters on
@@ -1305,8 +1333,10 @@ impl Model {
             LowerIfNetLuid: NET_LUID::default(),
             Flags: 0,
         };
+        IN_RESTART.with(|r| r.set(Some(index)));
         // SAFETY: the driver's handler with its module context and parameters on our stack.
         let status = at_irql(PASSIVE_LEVEL, || unsafe { (h.restart)(mp.module_context(), &raw mut p) });
+        IN_RESTART.with(|r| r.set(None));
         if status == NDIS_STATUS_SUCCESS {
             mp.set_state(MpState::Running);
             mp.above.open();

@@ -409,11 +409,19 @@ pub unsafe extern "system" fn NdisFIndicateReceiveNetBufferLists(
     let sh = shared();
     let Some(mp) = sh.miniport_by_handle(NdisFilterHandle, api) else { return };
     check_dispatch_flag(api, ReceiveFlags & NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL != 0);
-    if !matches!(mp.state(), MpState::Running | MpState::Pausing) {
-        violation(
+    match mp.state() {
+        MpState::Running | MpState::Pausing => {}
+        MpState::Restarting if !super::model::in_filter_restart(mp.index) => {
+            // Another processor, after FilterRestart opened the data path but before it returned
+            // (see `MpCounters::restart_window_indications`).
+            mp.counters
+                .restart_window_indications
+                .fetch_add(u64::from(NumberOfNetBufferLists), Ordering::Relaxed);
+        }
+        state => violation(
             api,
-            format!("miniport {} is {:?}: a filter must not indicate unless running", mp.index, mp.state()),
-        );
+            format!("miniport {} is {state:?}: a filter must not indicate unless running", mp.index),
+        ),
     }
     // SAFETY: the filter passes a chain of model NBLs.
     let members = unsafe { packets::chain_members(NetBufferLists) };
