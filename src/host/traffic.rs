@@ -3,7 +3,7 @@
 //! usage timer), shared by the tests and `nbshm-sim`.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::shmem::{ANOMALY_KINDS, AnomalyKind};
@@ -157,22 +157,17 @@ pub struct Generator {
     shared_fraction: f64,
 }
 
-/// Handles the generator hands out are the addresses of these (distinct, 64-byte aligned, as
-/// pool pointers are).
-#[repr(align(64))]
-struct HandleCell {
-    _bytes: [u8; 64],
-}
+/// Handle values the generators hand out: distinct across every generator of the process,
+/// 64-byte aligned like pool pointers, in the x64 kernel's system range (a handle is opaque to
+/// the driver, which never dereferences it; nothing is allocated for it).
+static NEXT_HANDLE: AtomicUsize = AtomicUsize::new(0xFFFF_C000_1000_0000);
 
 impl Generator {
     /// A generator with `handles` regions of 4 MiB each.
     #[must_use]
     pub fn new(spec: &TrafficSpec, seed: u64) -> Self {
         let regions = (0..spec.handles.max(1))
-            .map(|_| {
-                let cell: &'static HandleCell = Box::leak(Box::new(HandleCell { _bytes: [0; 64] }));
-                Region { handle: std::ptr::from_ref(cell).addr(), size: 4 << 20, next: 0 }
-            })
+            .map(|_| Region { handle: NEXT_HANDLE.fetch_add(64, Ordering::Relaxed), size: 4 << 20, next: 0 })
             .collect();
         Self {
             rng: Rng::new(seed),
