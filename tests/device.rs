@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_clean, batch, nbl, running, summary};
+use common::{assert_clean, batch, enc, nbl, running, summary};
 use nbshm::config::{CONFIG, KEYWORDS, Keyword};
 use nbshm::host::device::{Caller, FILE_READ_DATA, FILE_WRITE_DATA, IoctlResult};
 use nbshm::host::model::{Model, ModelOptions};
@@ -33,12 +33,6 @@ use nbshm_proto::{
 };
 
 const RW: u32 = FILE_READ_DATA | FILE_WRITE_DATA;
-
-fn enc<T: Wire>(v: &T) -> Vec<u8> {
-    let mut b = vec![0; T::SIZE];
-    v.encode(&mut b).unwrap();
-    b
-}
 
 fn ok(r: &IoctlResult) {
     assert_eq!(r.status, 0, "{r:?}");

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{assert_clean, assert_stats_match, batch, running};
+use common::{assert_clean, assert_stats_match, batch, enc, running};
 use nbshm::config::Keyword;
 use nbshm::host::device::{FILE_READ_DATA, FILE_WRITE_DATA, IoctlResult};
 use nbshm::host::model::{Model, ModelOptions, MpState};
@@ -34,7 +34,7 @@ use nbshm_proto::ioctl::{
 use nbshm_proto::status::{STATUS_NOT_FOUND, is_error};
 use nbshm_proto::{
     ALL_MODULES, DirStats, HandleListHeader, HandleRecord, HandlesRequest, ListModulesRequest,
-    ModuleListHeader, ModuleRecord, ResetRequest, SetConfigRequest, Wire, decode_list,
+    ModuleListHeader, ModuleRecord, ResetRequest, SetConfigRequest, decode_list,
 };
 
 const CPUS: u32 = 4;
@@ -50,12 +50,6 @@ const PAUSED: usize = 1;
 const DETACHED: usize = 2;
 
 static EVENTS: AtomicU64 = AtomicU64::new(0);
-
-fn enc<T: Wire>(v: &T) -> Vec<u8> {
-    let mut b = vec![0; T::SIZE];
-    v.encode(&mut b).expect("sized");
-    b
-}
 
 fn list(m: &Model) -> Vec<ModuleRecord> {
     let r = m.ioctl(IOCTL_NBSHM_LIST_MODULES, &enc(&ListModulesRequest::new()), 8 * 1024, FILE_READ_DATA);

@@ -6,6 +6,7 @@ use nbshm::filter::module::ModuleSummary;
 use nbshm::host::model::{Miniport, Model, ModelOptions};
 use nbshm::host::packets::{ChainSpec, NbSpec, NblSpec, SegmentSpec};
 use nbshm::stats::Direction;
+use nbshm_proto::Wire;
 
 /// A loaded model with `n` attached, running miniports.
 pub fn running(n: usize, opts: ModelOptions) -> Model {
@@ -85,4 +86,11 @@ pub fn assert_clean(m: &Model) {
     assert_eq!(sent, completed, "every sent NBL completed exactly once");
     assert_eq!(indicated, returned, "every indicated NBL returned exactly once");
     assert_eq!(m.violations(), vec![], "contract violations");
+}
+
+/// The wire bytes of a control-device request.
+pub fn enc<T: Wire>(v: &T) -> Vec<u8> {
+    let mut b = vec![0; T::SIZE];
+    v.encode(&mut b).expect("a buffer of the type's size");
+    b
 }
