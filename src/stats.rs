@@ -183,6 +183,20 @@ impl DirCounters {
             add(c, v);
         }
     }
+
+    /// Stores `s` (the baseline slot only: no data path writes it).
+    fn store(&self, s: &DirSnapshot) {
+        self.nbls.store(s.nbls, Relaxed);
+        self.net_buffers.store(s.net_buffers, Relaxed);
+        self.walked.store(s.walked, Relaxed);
+        self.with_shared_memory.store(s.with_shared_memory, Relaxed);
+        self.segments.store(s.segments, Relaxed);
+        self.shared_bytes.store(s.shared_bytes, Relaxed);
+        for (c, v) in self.anomalies.iter().zip(s.anomalies) {
+            c.store(v, Relaxed);
+        }
+        self.rejected_nbls.store(s.rejected_nbls, Relaxed);
+    }
 }
 
 /// Totals of one direction, summed over CPUs.
@@ -228,9 +242,7 @@ impl DirSnapshot {
         }
         self.rejected_nbls += c.rejected_nbls.load(Relaxed);
     }
-}
 
-impl DirSnapshot {
     /// `self - base`, counter by counter (a counter below its base, which a reader racing a reset
     /// could see, gives 0); `max_chain` is taken as is.
     fn minus(mut self, base: &Self) -> Self {
@@ -245,22 +257,6 @@ impl DirSnapshot {
         }
         self.rejected_nbls = self.rejected_nbls.saturating_sub(base.rejected_nbls);
         self
-    }
-}
-
-impl DirCounters {
-    /// Stores `s` (the baseline slot only: no data path writes it).
-    fn store(&self, s: &DirSnapshot) {
-        self.nbls.store(s.nbls, Relaxed);
-        self.net_buffers.store(s.net_buffers, Relaxed);
-        self.walked.store(s.walked, Relaxed);
-        self.with_shared_memory.store(s.with_shared_memory, Relaxed);
-        self.segments.store(s.segments, Relaxed);
-        self.shared_bytes.store(s.shared_bytes, Relaxed);
-        for (c, v) in self.anomalies.iter().zip(s.anomalies) {
-            c.store(v, Relaxed);
-        }
-        self.rejected_nbls.store(s.rejected_nbls, Relaxed);
     }
 }
 
