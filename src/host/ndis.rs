@@ -7,6 +7,7 @@
 use std::ffi::c_void;
 use std::sync::atomic::Ordering;
 
+use crate::stats::Direction;
 use crate::sys::{
     DISPATCH_LEVEL, DRIVER_OBJECT, NDIS_FILTER_ATTRIBUTES, NDIS_FILTER_ATTRIBUTES_REVISION_1,
     NDIS_FILTER_CHARACTERISTICS_REVISION_1, NDIS_FILTER_CHARACTERISTICS_REVISION_2,
@@ -24,7 +25,7 @@ use crate::sys::{
 };
 
 use super::kernel::current_irql;
-use super::model::{Handlers, MpState, shared};
+use super::model::{Handlers, Miniport, MpState, shared};
 use super::packets::{self, ModelNbl, Owner};
 use super::violations::violation;
 
@@ -262,6 +263,51 @@ fn check_dispatch_flag(api: &'static str, flag_set: bool) {
     }
 }
 
+/// Takes one NBL the filter passes on (down with a send, up with a receive): it must be a model
+/// NBL of direction `dir` from miniport `mp`'s own traffic, the filter's to give, passed on with the
+/// port and flags it arrived with. Records what the driver must have counted for it. None (after
+/// recording the violation) if it cannot be taken.
+fn take_passed_on<'a>(
+    api: &'static str,
+    mp: &Miniport,
+    p: PNET_BUFFER_LIST,
+    dir: Direction,
+    flags: u32,
+    port: NDIS_PORT_NUMBER,
+) -> Option<&'a mut ModelNbl> {
+    let (made, elsewhere, to) = match dir {
+        Direction::Send => ("sent", "did not come from this miniport's protocol", Owner::Below),
+        Direction::Receive => ("indicated", "was not indicated by this miniport", Owner::Above),
+    };
+    // SAFETY: model NBLs (checked by magic).
+    let Some(m) = (unsafe { ModelNbl::from_nbl(p) }) else {
+        violation(api, format!("{p:p} is not an NBL the model {made}"));
+        return None;
+    };
+    if m.track.dir != dir || m.track.miniport != mp.index {
+        violation(api, format!("NBL #{} {elsewhere}", m.track.id));
+        return None;
+    }
+    if !m.transfer(Owner::Filter, to, api) {
+        return None;
+    }
+    let (flags_in, port_in) =
+        (m.track.flags_in.load(Ordering::Relaxed), m.track.port_in.load(Ordering::Relaxed));
+    if flags_in != flags || port_in != port {
+        violation(
+            api,
+            format!(
+                "NBL #{} passed on with flags {flags:#x} port {port}, received with {flags_in:#x} / {port_in}",
+                m.track.id
+            ),
+        );
+    }
+    m.track.forwarded.store(true, Ordering::Release);
+    mp.expect_forwarded(m);
+    super::model::note_forwarded(m.track.id);
+    Some(m)
+}
+
 /// `NdisFSendNetBufferLists`: the filter passes sends down.
 /// # Safety
 /// Called by the driver with the arguments the DDI describes (model NBL chains, its handles).
@@ -294,34 +340,7 @@ pub unsafe extern "system" fn NdisFSendNetBufferLists(
     }
     let mut taken = Vec::with_capacity(members.len());
     for p in members {
-        // SAFETY: model NBLs (checked by magic).
-        let Some(m) = (unsafe { ModelNbl::from_nbl(p) }) else {
-            violation(api, format!("{p:p} is not an NBL the model sent"));
-            continue;
-        };
-        if m.track.dir != crate::stats::Direction::Send || m.track.miniport != mp.index {
-            violation(api, format!("NBL #{} did not come from this miniport's protocol", m.track.id));
-            continue;
-        }
-        if !m.transfer(Owner::Filter, Owner::Below, api) {
-            continue;
-        }
-        if m.track.flags_in.load(Ordering::Relaxed) != SendFlags
-            || m.track.port_in.load(Ordering::Relaxed) != PortNumber
-        {
-            violation(
-                api,
-                format!(
-                    "NBL #{} passed on with flags {SendFlags:#x} port {PortNumber}, received with {:#x} / {}",
-                    m.track.id,
-                    m.track.flags_in.load(Ordering::Relaxed),
-                    m.track.port_in.load(Ordering::Relaxed)
-                ),
-            );
-        }
-        m.track.forwarded.store(true, Ordering::Release);
-        mp.expect_forwarded(m);
-        super::model::note_forwarded(m.track.id);
+        let Some(m) = take_passed_on(api, &mp, p, Direction::Send, SendFlags, PortNumber) else { continue };
         if sh.opts.poison {
             m.poison();
         }
@@ -433,36 +452,10 @@ pub unsafe extern "system" fn NdisFIndicateReceiveNetBufferLists(
     }
     let resources = ReceiveFlags & NDIS_RECEIVE_FLAGS_RESOURCES != 0;
     let mut held = Vec::with_capacity(members.len());
-    for p in &members {
-        // SAFETY: model NBLs (checked by magic).
-        let Some(m) = (unsafe { ModelNbl::from_nbl(*p) }) else {
-            violation(api, format!("{p:p} is not an NBL the model indicated"));
-            continue;
-        };
-        if m.track.dir != crate::stats::Direction::Receive || m.track.miniport != mp.index {
-            violation(api, format!("NBL #{} was not indicated by this miniport", m.track.id));
-            continue;
+    for &p in &members {
+        if take_passed_on(api, &mp, p, Direction::Receive, ReceiveFlags, PortNumber).is_some() {
+            held.push(p.expose_provenance());
         }
-        if !m.transfer(Owner::Filter, Owner::Above, api) {
-            continue;
-        }
-        if m.track.flags_in.load(Ordering::Relaxed) != ReceiveFlags
-            || m.track.port_in.load(Ordering::Relaxed) != PortNumber
-        {
-            violation(
-                api,
-                format!(
-                    "NBL #{} passed on with flags {ReceiveFlags:#x} port {PortNumber}, received with {:#x} / {}",
-                    m.track.id,
-                    m.track.flags_in.load(Ordering::Relaxed),
-                    m.track.port_in.load(Ordering::Relaxed)
-                ),
-            );
-        }
-        m.track.forwarded.store(true, Ordering::Release);
-        mp.expect_forwarded(m);
-        super::model::note_forwarded(m.track.id);
-        held.push(p.expose_provenance());
     }
     if resources {
         // The protocol may only look at the NBLs during the indication: they are the filter's
