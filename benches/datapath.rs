@@ -16,12 +16,12 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use nbshm::config::{CONFIG, Keyword};
-use nbshm::filter::bench::BenchModule;
+use nbshm::filter::bench::{BenchModule, walk_only};
 use nbshm::host::etw as recorder;
 use nbshm::host::model::{Model, ModelOptions};
 use nbshm::host::packets::{self, ChainSpec, ModelNbl, NbSpec, NblSpec, SegmentSpec};
-use nbshm::shmem::{ADDRESS_FLOOR, SegmentWalker};
-use nbshm::stats::{BatchCounts, Direction};
+use nbshm::shmem::ADDRESS_FLOOR;
+use nbshm::stats::Direction;
 use nbshm::sys::{
     NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL, NDIS_RECEIVE_FLAGS_SHARED_MEMORY_INFO_VALID,
     NDIS_RETURN_FLAGS_DISPATCH_LEVEL, NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL,
@@ -55,34 +55,6 @@ fn chain(nbls: usize, segments: usize, handles: usize) -> *mut NET_BUFFER_LIST {
     packets::chain(specs)
 }
 
-/// The walker alone: what the per-NET_BUFFER loop costs without any accounting.
-fn rust_walk_only(nbls: *mut NET_BUFFER_LIST, bound: u32) -> BatchCounts {
-    let mut b = BatchCounts::default();
-    let mut nbl = nbls;
-    while !nbl.is_null() {
-        b.nbls += 1;
-        // SAFETY: a chain built by `chain`, alive for the process.
-        let mut nb = unsafe { (*nbl).FirstNetBuffer };
-        while !nb.is_null() {
-            b.net_buffers += 1;
-            // SAFETY: as above.
-            let first = unsafe { (*nb).SharedMemoryInfo };
-            // SAFETY: as above: every link is a live segment.
-            let mut w = unsafe { SegmentWalker::new(first, bound) };
-            let mut bytes = 0u64;
-            for s in w.by_ref() {
-                bytes += u64::from(s.length);
-            }
-            b.add_chain(w.walked(), bytes, w.anomalies());
-            // SAFETY: as above.
-            nb = unsafe { (*nb).Next };
-        }
-        // SAFETY: as above.
-        nbl = unsafe { (*nbl).Next };
-    }
-    b
-}
-
 fn bench_walk(c: &mut Criterion) {
     let module = BenchModule::new(2, 256).expect("pool");
     let bound = CONFIG.max_segments();
@@ -99,7 +71,8 @@ fn bench_walk(c: &mut Criterion) {
             });
         });
         g.bench_with_input(BenchmarkId::new("rust_walker", format!("{segments}seg")), &head, |b, &h| {
-            b.iter(|| black_box(rust_walk_only(black_box(h), bound)));
+            // SAFETY: a live chain of well-formed segments.
+            b.iter(|| black_box(unsafe { walk_only(black_box(h), bound) }));
         });
         g.bench_with_input(
             BenchmarkId::new("rust_walk_account", format!("{segments}seg")),
@@ -128,7 +101,10 @@ fn bench_chain64(c: &mut Criterion) {
             black_box(counts)
         });
     });
-    g.bench_function("rust_walk_only", |b| b.iter(|| black_box(rust_walk_only(black_box(head), bound))));
+    g.bench_function("rust_walk_only", |b| {
+        // SAFETY: a live chain of well-formed segments.
+        b.iter(|| black_box(unsafe { walk_only(black_box(head), bound) }));
+    });
     g.bench_function("rust_walk_account", |b| {
         // SAFETY: a live chain of well-formed segments.
         b.iter(|| black_box(unsafe { module.account(Direction::Receive, black_box(head), true, true) }));

@@ -12,11 +12,11 @@
 use std::hint::black_box;
 
 use nbshm::config::{CONFIG, Keyword};
-use nbshm::filter::bench::BenchModule;
+use nbshm::filter::bench::{BenchModule, walk_only};
 use nbshm::host::model::{Model, ModelOptions};
 use nbshm::host::packets::{self, ChainSpec, ModelNbl, NbSpec, NblSpec, SegmentSpec};
-use nbshm::shmem::{ADDRESS_FLOOR, SegmentWalker};
-use nbshm::stats::{BatchCounts, Direction};
+use nbshm::shmem::ADDRESS_FLOOR;
+use nbshm::stats::Direction;
 use nbshm::sys::{
     NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL, NDIS_RECEIVE_FLAGS_SHARED_MEMORY_INFO_VALID,
     NDIS_RETURN_FLAGS_DISPATCH_LEVEL, NDIS_SEND_COMPLETE_FLAGS_DISPATCH_LEVEL,
@@ -40,31 +40,6 @@ fn chain(nbls: usize) -> *mut NET_BUFFER_LIST {
             })
             .collect(),
     )
-}
-
-fn rust_walker(nbls: *mut NET_BUFFER_LIST, bound: u32) -> BatchCounts {
-    let mut b = BatchCounts::default();
-    let mut nbl = nbls;
-    while !nbl.is_null() {
-        b.nbls += 1;
-        // SAFETY: a chain built by `chain`, alive for the process.
-        let mut nb = unsafe { (*nbl).FirstNetBuffer };
-        while !nb.is_null() {
-            b.net_buffers += 1;
-            // SAFETY: as above; every link is a live segment.
-            let mut w = unsafe { SegmentWalker::for_net_buffer(nb, bound) };
-            let mut bytes = 0u64;
-            for s in w.by_ref() {
-                bytes += u64::from(s.length);
-            }
-            b.add_chain(w.walked(), bytes, w.anomalies());
-            // SAFETY: as above.
-            nb = unsafe { (*nb).Next };
-        }
-        // SAFETY: as above.
-        nbl = unsafe { (*nbl).Next };
-    }
-    b
 }
 
 /// The region callgrind counts (`--toggle-collect=*measured_region*`).
@@ -95,7 +70,8 @@ fn main() {
             black_box(c);
         }),
         "rust_walker" => measured_region(iterations, || {
-            black_box(rust_walker(black_box(head), bound));
+            // SAFETY: a chain built by `chain`, alive for the process.
+            black_box(unsafe { walk_only(black_box(head), bound) });
         }),
         "account" | "account_passive" | "account_light_session" | "account_verbose_session" => {
             let module = BenchModule::new(2, 256).expect("pool");

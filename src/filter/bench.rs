@@ -5,7 +5,8 @@ use core::ptr::NonNull;
 
 use super::datapath;
 use super::module::{FilterModule, ModuleSummary};
-use crate::stats::Direction;
+use crate::shmem::{SegmentWalker, net_buffer_list_first_nb, net_buffer_list_next_nbl, net_buffer_next_nb};
+use crate::stats::{BatchCounts, Direction};
 use crate::sys::PNET_BUFFER_LIST;
 
 /// A filter module that no NDIS instance knows about (allocated from the model's pool).
@@ -54,4 +55,38 @@ impl Drop for BenchModule {
         // SAFETY: allocated by `new`, never registered anywhere, no timer allocated.
         unsafe { FilterModule::free(self.0) };
     }
+}
+
+/// The walker alone over a chain, with the same counts as the C floor (`tools/cwalk`) and none
+/// of the driver's per-CPU or per-handle accounting: what the benchmark and the callgrind
+/// workload compare with the C walk.
+///
+/// # Safety
+/// `nbls` is a NULL-terminated chain readable for the call, and every `SharedMemoryInfo` slot
+/// holds a valid shared-memory chain.
+#[must_use]
+#[inline]
+pub unsafe fn walk_only(nbls: PNET_BUFFER_LIST, bound: u32) -> BatchCounts {
+    let mut b = BatchCounts::default();
+    let mut nbl = nbls;
+    while !nbl.is_null() {
+        b.nbls += 1;
+        // SAFETY: a live NBL of the caller's chain.
+        let mut nb = unsafe { net_buffer_list_first_nb(nbl) };
+        while !nb.is_null() {
+            b.net_buffers += 1;
+            // SAFETY: a live NET_BUFFER whose slot holds a valid chain (caller's guarantee).
+            let mut w = unsafe { SegmentWalker::for_net_buffer(nb, bound) };
+            let mut bytes = 0u64;
+            for s in w.by_ref() {
+                bytes += u64::from(s.length);
+            }
+            b.add_chain(w.walked(), bytes, w.anomalies());
+            // SAFETY: as above.
+            nb = unsafe { net_buffer_next_nb(nb) };
+        }
+        // SAFETY: as above.
+        nbl = unsafe { net_buffer_list_next_nbl(nbl) };
+    }
+    b
 }
